@@ -1,0 +1,5 @@
+/** `maieutic eval`: not built yet (see the open issues). */
+export function run(_args: string[]): Promise<number> {
+  console.error("maieutic eval is not implemented yet");
+  return Promise.resolve(1);
+}

@@ -1,0 +1,85 @@
+/**
+ * The WebGPU device handle: the project's one process-wide singleton (brief: "no global mutable singletons
+ * beyond the device handle"). Everything else that touches GPU objects lives in src/gpu and receives a Gpu.
+ */
+
+export const INSTALL_HINT =
+  "No WebGPU adapter found. Without a GPU on Debian/Ubuntu install the software Vulkan driver (lavapipe): " +
+  "`sudo apt-get install -y mesa-vulkan-drivers libvulkan1` (bookworm-backports has a ~5x faster Mesa). " +
+  "On a GPU VM install the vendor's Vulkan driver (NVIDIA: the driver package with Vulkan ICD; Metal/DX12 " +
+  "work out of the box on macOS/Windows).";
+
+export class NoGpuError extends Error {
+  override name = "NoGpuError";
+  constructor(detail = "") {
+    super(INSTALL_HINT + (detail ? ` (${detail})` : ""));
+  }
+}
+
+/** Optional features we use when present (DESIGN §9). */
+export const WANTED_FEATURES = ["shader-f16", "timestamp-query", "subgroups"] as const;
+
+/** The limits we rely on; `info` prints them. */
+export const RELIED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupsPerDimension",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxStorageBuffersPerShaderStage",
+  "minUniformBufferOffsetAlignment",
+  "minStorageBufferOffsetAlignment",
+] as const;
+
+export interface Gpu {
+  readonly device: GPUDevice;
+  readonly info: { vendor: string; architecture: string; device: string; description: string };
+  /** lavapipe / SwiftShader / WARP: a CPU implementation. */
+  readonly isSoftware: boolean;
+  readonly f16: boolean;
+  readonly subgroups: boolean;
+  readonly timestamps: boolean;
+  readonly limits: GPUSupportedLimits;
+}
+
+let handle: Promise<Gpu> | undefined;
+
+/** Opens (once) the high-performance adapter, falling back to any adapter, software included. */
+export function getGpu(): Promise<Gpu> {
+  handle ??= openGpu().catch((e) => {
+    handle = undefined;
+    throw e;
+  });
+  return handle;
+}
+
+async function openGpu(): Promise<Gpu> {
+  if (!("gpu" in navigator) || !navigator.gpu) throw new NoGpuError("navigator.gpu is missing");
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }) ??
+    await navigator.gpu.requestAdapter();
+  if (!adapter) throw new NoGpuError("requestAdapter returned null");
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === "number") requiredLimits[key] = v;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  device.addEventListener("uncapturederror", (ev) => {
+    console.error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+  });
+  const ai = adapter.info;
+  const description = ai.description ?? "";
+  const isSoftware = Boolean((ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+    /llvmpipe|lavapipe|swiftshader|warp|software/i.test(description);
+  return {
+    device,
+    info: { vendor: ai.vendor, architecture: ai.architecture, device: ai.device, description },
+    isSoftware,
+    f16: device.features.has("shader-f16"),
+    subgroups: device.features.has("subgroups" as GPUFeatureName),
+    timestamps: device.features.has("timestamp-query"),
+    limits: device.limits,
+  };
+}

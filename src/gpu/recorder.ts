@@ -1,0 +1,172 @@
+/**
+ * Records many kernel dispatches into one command buffer (DESIGN §9: a whole step in few command buffers,
+ * no awaits in hot paths). Uniform parameters go into a per-recorder arena of 256-byte slots that is written
+ * with one queue.writeBuffer per chunk at submit time; queue order makes the write land before the
+ * dispatches that read it, and makes the chunks reusable by the next recorder.
+ */
+import type { Gpu } from "./device.ts";
+import type { Kernel } from "./kernel.ts";
+import { encodeParams, type ParamValue } from "./params.ts";
+
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+const SLOT = 256;
+const CHUNK = 64 * 1024;
+const freeChunks = new WeakMap<GPUDevice, GPUBuffer[]>();
+
+export interface KernelTiming {
+  name: string;
+  ns: number;
+}
+
+/** Splits a 1-D workgroup count over x and y so no dimension exceeds the device limit. */
+export function foldGrid(count: number, maxPerDim: number): [number, number, number] {
+  if (count <= maxPerDim) return [Math.max(1, count), 1, 1];
+  const y = Math.ceil(count / maxPerDim);
+  if (y > maxPerDim) throw new RangeError(`grid of ${count} workgroups exceeds ${maxPerDim}^2`);
+  return [Math.ceil(count / y), y, 1];
+}
+
+export class Recorder {
+  readonly encoder: GPUCommandEncoder;
+  private pass: GPUComputePassEncoder | undefined;
+  private chunks: { buffer: GPUBuffer; data: Uint8Array<ArrayBuffer>; used: number }[] = [];
+  private readonly profile: boolean;
+  private querySet: GPUQuerySet | undefined;
+  private queryNames: string[] = [];
+  private resolveBuffer: GPUBuffer | undefined;
+  private submitted = false;
+  dispatchCount = 0;
+
+  constructor(readonly gpu: Gpu, opts: { label?: string; profile?: boolean; maxProfiled?: number } = {}) {
+    this.encoder = gpu.device.createCommandEncoder({ label: opts.label });
+    this.profile = Boolean(opts.profile && gpu.timestamps);
+    if (this.profile) {
+      const count = 2 * (opts.maxProfiled ?? 2048);
+      this.querySet = gpu.device.createQuerySet({ type: "timestamp", count });
+    }
+  }
+
+  private paramSlot(values: readonly ParamValue[]): { buffer: GPUBuffer; offset: number; size: number } {
+    const bytes = encodeParams(values);
+    if (bytes.byteLength > SLOT) throw new RangeError(`params block of ${bytes.byteLength} bytes > ${SLOT}`);
+    let chunk = this.chunks[this.chunks.length - 1];
+    if (!chunk || chunk.used + SLOT > CHUNK) {
+      const pool = freeChunks.get(this.gpu.device) ?? [];
+      freeChunks.set(this.gpu.device, pool);
+      const buffer = pool.pop() ??
+        this.gpu.device.createBuffer({
+          label: "params-arena",
+          size: CHUNK,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
+      chunk = { buffer, data: new Uint8Array(CHUNK), used: 0 };
+      this.chunks.push(chunk);
+    }
+    chunk.data.set(bytes, chunk.used);
+    const offset = chunk.used;
+    chunk.used += SLOT;
+    return { buffer: chunk.buffer, offset, size: bytes.byteLength };
+  }
+
+  private computePass(name: string): GPUComputePassEncoder {
+    if (this.profile && this.querySet) {
+      this.endPass();
+      const i = this.queryNames.length;
+      if (2 * i + 2 > this.querySet.count) return this.pass ??= this.encoder.beginComputePass();
+      this.queryNames.push(name);
+      this.pass = this.encoder.beginComputePass({
+        timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+      });
+      return this.pass;
+    }
+    return this.pass ??= this.encoder.beginComputePass();
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
+  }
+
+  /**
+   * One dispatch. `groups` is a workgroup count: a number (1-D, folded over x/y when above the limit) or an
+   * explicit [x, y, z].
+   */
+  dispatch(
+    kernel: Kernel,
+    bindings: readonly Binding[],
+    params: readonly ParamValue[] | null,
+    groups: number | readonly [number, number?, number?],
+  ): void {
+    if (this.submitted) throw new Error("Recorder already submitted");
+    const entries: GPUBindGroupEntry[] = [];
+    let b = 0;
+    if (kernel.hasParams) {
+      if (!params) throw new Error(`${kernel.name}: kernel has a Params block but no params were given`);
+      entries.push({ binding: b++, resource: this.paramSlot(params) });
+    } else {
+      b = 1;
+    }
+    for (const bind of bindings) {
+      entries.push({ binding: b++, resource: bind instanceof GPUBuffer ? { buffer: bind } : bind });
+    }
+    const bindGroup = this.gpu.device.createBindGroup({
+      layout: kernel.pipeline.getBindGroupLayout(0),
+      entries,
+    });
+    const max = this.gpu.limits.maxComputeWorkgroupsPerDimension;
+    const [x, y, z] = typeof groups === "number" ? foldGrid(groups, max) : [groups[0], groups[1] ?? 1, groups[2] ?? 1];
+    if (x > max || y > max || z > max) throw new RangeError(`${kernel.name}: grid ${x}x${y}x${z} exceeds ${max}`);
+    if (x === 0 || y === 0 || z === 0) return;
+    const pass = this.computePass(kernel.name);
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.endPass();
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  clear(buffer: GPUBuffer, offset = 0, size?: number): void {
+    this.endPass();
+    this.encoder.clearBuffer(buffer, offset, size);
+  }
+
+  /** Writes the parameter arena and submits. Returns immediately (no await). */
+  submit(): void {
+    if (this.submitted) throw new Error("Recorder already submitted");
+    this.endPass();
+    if (this.querySet && this.queryNames.length) {
+      const bytes = this.queryNames.length * 16;
+      this.resolveBuffer = this.gpu.device.createBuffer({
+        label: "timestamps",
+        size: bytes,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      this.encoder.resolveQuerySet(this.querySet, 0, this.queryNames.length * 2, this.resolveBuffer, 0);
+    }
+    const { queue } = this.gpu.device;
+    for (const c of this.chunks) queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
+    queue.submit([this.encoder.finish()]);
+    this.submitted = true;
+    const pool = freeChunks.get(this.gpu.device) ?? [];
+    for (const c of this.chunks) pool.push(c.buffer);
+    freeChunks.set(this.gpu.device, pool);
+    this.chunks = [];
+  }
+
+  /** GPU time of each profiled dispatch (needs profile: true and timestamp-query). Awaits the GPU. */
+  async timings(): Promise<KernelTiming[]> {
+    if (!this.submitted) this.submit();
+    if (!this.resolveBuffer) return [];
+    const { readBuffer } = await import("./readback.ts");
+    const raw = await readBuffer(this.gpu, this.resolveBuffer, 0, this.resolveBuffer.size);
+    const t = new BigUint64Array(raw);
+    this.resolveBuffer.destroy();
+    this.querySet?.destroy();
+    return this.queryNames.map((name, i) => ({ name, ns: Number(t[2 * i + 1] - t[2 * i]) }));
+  }
+}

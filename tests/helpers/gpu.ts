@@ -1,0 +1,73 @@
+/**
+ * Test helpers for kernels. `testGpu()` fails (never skips) when WebGPU is missing, with the install hint.
+ */
+import { getGpu, type Gpu, INSTALL_HINT } from "../../src/gpu/device.ts";
+
+export async function testGpu(): Promise<Gpu> {
+  try {
+    return await getGpu();
+  } catch (e) {
+    throw new Error(`WebGPU is unavailable, so kernel tests cannot run. ${INSTALL_HINT}\n(cause: ${(e as Error).message})`);
+  }
+}
+
+/** Deterministic PRNG (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomArray(n: number, rand: () => number, scale = 1): Float32Array<ArrayBuffer> {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
+  return a;
+}
+
+export interface Diff {
+  maxAbs: number;
+  /** max |a-b| / max |ref|: the error relative to the tensor's scale. */
+  rel: number;
+  worstIndex: number;
+}
+
+export function diff(actual: ArrayLike<number>, expected: ArrayLike<number>): Diff {
+  if (actual.length !== expected.length) throw new Error(`length ${actual.length} != ${expected.length}`);
+  let maxAbs = 0;
+  let refMax = 0;
+  let worstIndex = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    if (!(d <= maxAbs)) {
+      maxAbs = Number.isNaN(d) ? Infinity : d;
+      worstIndex = i;
+    }
+    refMax = Math.max(refMax, Math.abs(expected[i]));
+  }
+  return { maxAbs, rel: maxAbs / Math.max(refMax, 1e-30), worstIndex };
+}
+
+/** Asserts closeness and reports max abs / relative error in the failure message. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: { abs?: number; rel?: number },
+  what: string,
+): Diff {
+  const d = diff(actual, expected);
+  const okAbs = tol.abs === undefined || d.maxAbs <= tol.abs;
+  const okRel = tol.rel === undefined || d.rel <= tol.rel;
+  if (!okAbs || !okRel) {
+    const i = d.worstIndex;
+    throw new Error(
+      `${what}: max abs ${d.maxAbs.toExponential(3)}, rel ${d.rel.toExponential(3)} exceeds ${JSON.stringify(tol)} ` +
+        `(worst at ${i}: got ${actual[i]}, want ${expected[i]})`,
+    );
+  }
+  return d;
+}
