@@ -39,7 +39,11 @@ export interface Parsed {
 
 export function parse(args: string[], options: Options, usage: string, allowPositionals = false): Parsed {
   try {
-    const r = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals });
+    const r = parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals,
+    });
     return { values: r.values as Parsed["values"], positionals: r.positionals };
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\nusage: ${usage}`);

@@ -36,7 +36,9 @@ function unwrap(t: z.ZodType): z.ZodType {
 export function parseSet(assignment: string): { path: string[]; value: Json } {
   const eq = assignment.indexOf("=");
   if (eq <= 0) {
-    throw new UsageError(`--set expects key.path=value, got "${assignment}" (e.g. --set training.learning_rate=1e-4)`);
+    throw new UsageError(
+      `--set expects key.path=value, got "${assignment}" (e.g. --set training.learning_rate=1e-4)`,
+    );
   }
   const key = assignment.slice(0, eq).trim();
   const raw = assignment.slice(eq + 1);
@@ -63,9 +65,10 @@ export function deepMerge(base: Obj, over: Obj): Obj {
   const out: Obj = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
-      ? deepMerge(b as Obj, v as Obj)
-      : v;
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)
+        ? deepMerge(b as Obj, v as Obj)
+        : v;
   }
   return out;
 }
@@ -106,7 +109,9 @@ function readConfigFile(path: string): Obj {
     throw new UsageError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
   }
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
-    throw new UsageError(`config file ${path} must hold a JSON object like {"training": {"learning_rate": 1e-4}}`);
+    throw new UsageError(
+      `config file ${path} must hold a JSON object like {"training": {"learning_rate": 1e-4}}`,
+    );
   }
   return obj as Obj;
 }
@@ -126,10 +131,15 @@ export function validateConfig(obj: Obj, where?: string): Config {
       }).join("\n");
     }
     const got = iss.path.reduce<unknown>(
-      (o, p) => (o && typeof o === "object" ? (o as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined),
+      (
+        o,
+        p,
+      ) => (o && typeof o === "object" ? (o as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined),
       obj,
     );
     return `bad value for "${at}": ${JSON.stringify(got)}: ${iss.message}`;
   });
-  throw new UsageError(`invalid configuration${where ? ` (from ${where} and flags)` : ""}:\n  ${lines.join("\n  ")}`);
+  throw new UsageError(
+    `invalid configuration${where ? ` (from ${where} and flags)` : ""}:\n  ${lines.join("\n  ")}`,
+  );
 }

@@ -21,7 +21,9 @@ export const QuantizationSchema = z.object({
 export const LoraSchema = z.object({
   r: z.number().int().min(1).max(1024).default(16),
   lora_alpha: z.number().positive().default(32),
-  target_modules: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+  target_modules: z.array(
+    z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+  )
     .min(1).default(["q_proj", "k_proj", "v_proj", "o_proj"]),
   lora_dropout: z.number().min(0).max(1).default(0.1),
   bias: z.literal("none").default("none"),

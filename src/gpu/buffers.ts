@@ -10,7 +10,9 @@ export const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBuf
 export function createBuffer(gpu: Gpu, label: string, size: number, usage = STORAGE): GPUBuffer {
   const aligned = Math.max(16, Math.ceil(size / 16) * 16);
   if (aligned > gpu.limits.maxBufferSize) {
-    throw new RangeError(`buffer "${label}" of ${aligned} bytes exceeds maxBufferSize ${gpu.limits.maxBufferSize}`);
+    throw new RangeError(
+      `buffer "${label}" of ${aligned} bytes exceeds maxBufferSize ${gpu.limits.maxBufferSize}`,
+    );
   }
   return gpu.device.createBuffer({ label, size: aligned, usage });
 }
@@ -115,7 +117,12 @@ export class BufferPool {
   }
 
   stats(): PoolStats {
-    return { liveBytes: this.live, peakBytes: this.peak, byKind: { ...this.byKind }, atPeak: { ...this.atPeak } };
+    return {
+      liveBytes: this.live,
+      peakBytes: this.peak,
+      byKind: { ...this.byKind },
+      atPeak: { ...this.atPeak },
+    };
   }
 
   /** Bytes sitting in free lists (allocated on the device but not in use). */

@@ -52,9 +52,14 @@ export function kernelKey(spec: KernelSpec): string {
 }
 
 /** Applies the type substitutions and adds `enable f16;` when the code uses f16. */
-export function expandSource(spec: KernelSpec, f16Available: boolean): { code: string; prologueLines: number } {
+export function expandSource(
+  spec: KernelSpec,
+  f16Available: boolean,
+): { code: string; prologueLines: number } {
   let code = spec.code;
-  for (const [k, v] of Object.entries(spec.types ?? {})) code = code.replace(new RegExp(`\\b${k}\\b`, "g"), v);
+  for (const [k, v] of Object.entries(spec.types ?? {})) {
+    code = code.replace(new RegExp(`\\b${k}\\b`, "g"), v);
+  }
   if (/\bf16\b/.test(code) && !/^\s*enable\s+f16\s*;/m.test(code)) {
     if (!f16Available) throw new WgslError(`kernels/${spec.file} uses f16 but the adapter lacks shader-f16`);
     return { code: "enable f16;\n" + code, prologueLines: 1 };

@@ -10,7 +10,9 @@ export function encodeParams(values: readonly ParamValue[]): Uint8Array<ArrayBuf
   const dv = new DataView(buf);
   values.forEach((v, i) => {
     if (typeof v === "number") {
-      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`param ${i}: u32 expected, got ${v}`);
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+        throw new RangeError(`param ${i}: u32 expected, got ${v}`);
+      }
       dv.setUint32(i * 4, v, true);
     } else if ("f32" in v) dv.setFloat32(i * 4, v.f32, true);
     else dv.setInt32(i * 4, v.i32, true);

@@ -5,7 +5,12 @@
 import type { Gpu } from "./device.ts";
 import { checkKernels } from "./kernel.ts";
 
-export async function readBuffer(gpu: Gpu, src: GPUBuffer, offset = 0, size = src.size - offset): Promise<ArrayBuffer> {
+export async function readBuffer(
+  gpu: Gpu,
+  src: GPUBuffer,
+  offset = 0,
+  size = src.size - offset,
+): Promise<ArrayBuffer> {
   await checkKernels(gpu);
   const aligned = Math.ceil(size / 4) * 4;
   const staging = gpu.device.createBuffer({
@@ -23,12 +28,22 @@ export async function readBuffer(gpu: Gpu, src: GPUBuffer, offset = 0, size = sr
   return out;
 }
 
-export async function readF32(gpu: Gpu, src: GPUBuffer, offset = 0, count?: number): Promise<Float32Array<ArrayBuffer>> {
+export async function readF32(
+  gpu: Gpu,
+  src: GPUBuffer,
+  offset = 0,
+  count?: number,
+): Promise<Float32Array<ArrayBuffer>> {
   const n = count ?? (src.size - offset) / 4;
   return new Float32Array(await readBuffer(gpu, src, offset, n * 4));
 }
 
-export async function readU32(gpu: Gpu, src: GPUBuffer, offset = 0, count?: number): Promise<Uint32Array<ArrayBuffer>> {
+export async function readU32(
+  gpu: Gpu,
+  src: GPUBuffer,
+  offset = 0,
+  count?: number,
+): Promise<Uint32Array<ArrayBuffer>> {
   const n = count ?? (src.size - offset) / 4;
   return new Uint32Array(await readBuffer(gpu, src, offset, n * 4));
 }

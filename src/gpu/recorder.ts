@@ -76,7 +76,11 @@ export class Recorder {
       if (2 * i + 2 > this.querySet.count) return this.pass ??= this.encoder.beginComputePass();
       this.queryNames.push(name);
       this.pass = this.encoder.beginComputePass({
-        timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+        timestampWrites: {
+          querySet: this.querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
       });
       return this.pass;
     }
@@ -115,8 +119,12 @@ export class Recorder {
       entries,
     });
     const max = this.gpu.limits.maxComputeWorkgroupsPerDimension;
-    const [x, y, z] = typeof groups === "number" ? foldGrid(groups, max) : [groups[0], groups[1] ?? 1, groups[2] ?? 1];
-    if (x > max || y > max || z > max) throw new RangeError(`${kernel.name}: grid ${x}x${y}x${z} exceeds ${max}`);
+    const [x, y, z] = typeof groups === "number"
+      ? foldGrid(groups, max)
+      : [groups[0], groups[1] ?? 1, groups[2] ?? 1];
+    if (x > max || y > max || z > max) {
+      throw new RangeError(`${kernel.name}: grid ${x}x${y}x${z} exceeds ${max}`);
+    }
     if (x === 0 || y === 0 || z === 0) return;
     const pass = this.computePass(kernel.name);
     pass.setPipeline(kernel.pipeline);

@@ -8,9 +8,27 @@ import { assertClose, randomArray, rng, testGpu } from "../helpers/gpu.ts";
 
 // Ragged shapes: not multiples of the 64×64×16 tile, 1, primes, and a few tile multiples.
 const SHAPES: [number, number, number][] = [
-  [1, 1, 1], [1, 7, 3], [5, 1, 9], [17, 13, 11], [31, 67, 29], [64, 64, 16], [65, 63, 17], [2, 130, 64],
-  [97, 101, 103], [128, 5, 256], [3, 250, 100], [70, 33, 129], [13, 200, 1], [127, 129, 31], [61, 2, 300],
-  [33, 97, 48], [100, 100, 100], [7, 300, 23], [256, 64, 96], [1, 513, 65], [41, 43, 47],
+  [1, 1, 1],
+  [1, 7, 3],
+  [5, 1, 9],
+  [17, 13, 11],
+  [31, 67, 29],
+  [64, 64, 16],
+  [65, 63, 17],
+  [2, 130, 64],
+  [97, 101, 103],
+  [128, 5, 256],
+  [3, 250, 100],
+  [70, 33, 129],
+  [13, 200, 1],
+  [127, 129, 31],
+  [61, 2, 300],
+  [33, 97, 48],
+  [100, 100, 100],
+  [7, 300, 23],
+  [256, 64, 96],
+  [1, 513, 65],
+  [41, 43, 47],
 ];
 
 const VARIANTS: { name: string; transA: boolean; transB: boolean }[] = [
@@ -24,7 +42,9 @@ for (const elem of ["f32", "f16"] as const) {
   for (const v of VARIANTS) {
     Deno.test(`matmul ${v.name} ${elem} operands vs float64 reference on ${SHAPES.length} shapes`, async () => {
       const gpu = await testGpu();
-      if (elem === "f16" && !gpu.f16) throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
+      if (elem === "f16" && !gpu.f16) {
+        throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
+      }
       const rand = rng(1234 + (v.transA ? 1 : 0) + (v.transB ? 2 : 0));
       const pending: Promise<void>[] = [];
       const rec = new Recorder(gpu);
@@ -33,7 +53,17 @@ for (const elem of ["f32", "f16"] as const) {
         let B = randomArray(N * K, rand);
         const C0 = randomArray(M * N, rand);
         const beta = (M + N) % 2 ? 1 : 0;
-        const s: MatmulShape = { M, N, K, transA: v.transA, transB: v.transB, alpha: 0.5, beta, aType: elem, bType: elem };
+        const s: MatmulShape = {
+          M,
+          N,
+          K,
+          transA: v.transA,
+          transB: v.transB,
+          alpha: 0.5,
+          beta,
+          aType: elem,
+          bType: elem,
+        };
         // The reference sees the operands as the GPU does: rounded to f16 on the f16 path.
         if (elem === "f16") {
           A = fromF16Array(toF16Array(A));
@@ -47,7 +77,12 @@ for (const elem of ["f32", "f16"] as const) {
         pending.push((async () => {
           await Promise.resolve();
           const got = await readF32(gpu, bufC, 0, M * N);
-          assertClose(got, want, { rel: elem === "f32" ? 1e-5 : 2e-3 }, `${v.name} ${elem} M=${M} N=${N} K=${K}`);
+          assertClose(
+            got,
+            want,
+            { rel: elem === "f32" ? 1e-5 : 2e-3 },
+            `${v.name} ${elem} M=${M} N=${N} K=${K}`,
+          );
           bufA.destroy();
           bufB.destroy();
           bufC.destroy();
@@ -63,7 +98,18 @@ Deno.test("matmul batched with strides and offsets", async () => {
   const gpu = await testGpu();
   const rand = rng(99);
   const [M, N, K, batch] = [19, 23, 37, 3];
-  const s: MatmulShape = { M, N, K, batch, sa: M * K + 5, sb: N * K + 3, sc: M * N + 7, offA: 2, offB: 1, offC: 4 };
+  const s: MatmulShape = {
+    M,
+    N,
+    K,
+    batch,
+    sa: M * K + 5,
+    sb: N * K + 3,
+    sc: M * N + 7,
+    offA: 2,
+    offB: 1,
+    offC: 4,
+  };
   const A = randomArray(2 + batch * (M * K + 5), rand);
   const B = randomArray(1 + batch * (N * K + 3), rand);
   const C = randomArray(4 + batch * (M * N + 7), rand);

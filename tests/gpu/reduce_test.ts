@@ -18,7 +18,9 @@ for (const mode of ["sum", "sumsq"] as const) {
   Deno.test(`reduce_rows ${mode} vs float64 reference on ragged shapes`, async () => {
     const gpu = await testGpu();
     const rand = rng(mode === "sum" ? 5 : 6);
-    for (const [rows, cols] of [[1, 1], [1, 257], [3, 255], [17, 1000], [64, 64], [5, 2304], [129, 3], [2, 9217]]) {
+    for (
+      const [rows, cols] of [[1, 1], [1, 257], [3, 255], [17, 1000], [64, 64], [5, 2304], [129, 3], [2, 9217]]
+    ) {
       const x = randomArray(rows * cols, rand);
       const xb = upload(gpu, "x", x);
       const ob = upload(gpu, "out", new Float32Array(rows));

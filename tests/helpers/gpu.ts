@@ -7,7 +7,9 @@ export async function testGpu(): Promise<Gpu> {
   try {
     return await getGpu();
   } catch (e) {
-    throw new Error(`WebGPU is unavailable, so kernel tests cannot run. ${INSTALL_HINT}\n(cause: ${(e as Error).message})`);
+    throw new Error(
+      `WebGPU is unavailable, so kernel tests cannot run. ${INSTALL_HINT}\n(cause: ${(e as Error).message})`,
+    );
   }
 }
 
@@ -65,7 +67,9 @@ export function assertClose(
   if (!okAbs || !okRel) {
     const i = d.worstIndex;
     throw new Error(
-      `${what}: max abs ${d.maxAbs.toExponential(3)}, rel ${d.rel.toExponential(3)} exceeds ${JSON.stringify(tol)} ` +
+      `${what}: max abs ${d.maxAbs.toExponential(3)}, rel ${d.rel.toExponential(3)} exceeds ${
+        JSON.stringify(tol)
+      } ` +
         `(worst at ${i}: got ${actual[i]}, want ${expected[i]})`,
     );
   }

@@ -40,7 +40,10 @@ export interface MatmulShape {
   cType?: Elem;
 }
 
-export function matmulKernel(gpu: Gpu, s: Pick<MatmulShape, "transA" | "transB" | "aType" | "bType" | "cType">): Kernel {
+export function matmulKernel(
+  gpu: Gpu,
+  s: Pick<MatmulShape, "transA" | "transB" | "aType" | "bType" | "cType">,
+): Kernel {
   return getKernel(gpu, {
     file: "matmul.wgsl",
     code: source,

@@ -15,7 +15,7 @@ export function matmulRef(
   const beta = s.beta ?? 0;
   const size = (s.offC ?? 0) + (batch - 1) * (s.sc ?? 0) + (s.M - 1) * ldc + s.N;
   const out = new Float64Array(C ? Math.max(C.length, size) : size);
-  if (C) for (let i = 0; i < C.length; i++) out[i] = C[i];
+  if (C) { for (let i = 0; i < C.length; i++) out[i] = C[i]; }
   for (let b = 0; b < batch; b++) {
     const oa = (s.offA ?? 0) + b * (s.sa ?? 0);
     const ob = (s.offB ?? 0) + b * (s.sb ?? 0);

@@ -11,6 +11,10 @@ export function reduceRows(
   cols: number,
   mode: "sum" | "sumsq",
 ): void {
-  const k = getKernel(rec.gpu, { file: "reduce_rows.wgsl", code: source, constants: { SQUARE: mode === "sumsq" ? 1 : 0 } });
+  const k = getKernel(rec.gpu, {
+    file: "reduce_rows.wgsl",
+    code: source,
+    constants: { SQUARE: mode === "sumsq" ? 1 : 0 },
+  });
   rec.dispatch(k, [x, out], [rows, cols], rows);
 }
