@@ -1,5 +1,14 @@
 /** `maieutic train`: not built yet (see the open issues). */
-export function run(_args: string[]): Promise<number> {
+import { CONFIG_HELP, CONFIG_OPTIONS, parse } from "./args.ts";
+
+const USAGE = "maieutic train [options]";
+
+export function run(args: string[]): Promise<number> {
+  const { values } = parse(args, CONFIG_OPTIONS, USAGE);
+  if (values.help) {
+    console.log(`${USAGE}\n\n${CONFIG_HELP}`);
+    return Promise.resolve(0);
+  }
   console.error("maieutic train is not implemented yet");
   return Promise.resolve(1);
 }

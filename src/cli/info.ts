@@ -1,0 +1,55 @@
+/**
+ * `maieutic info`: the WebGPU adapter (name, vendor, software or not), the features we use, the limits we
+ * rely on, and the resolved configuration. `--json` prints one object.
+ */
+import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
+import { getGpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
+
+const USAGE = "maieutic info [--json] [config flags]";
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, { ...CONFIG_OPTIONS, json: { type: "boolean" } }, USAGE);
+  if (values.help) {
+    console.log(
+      `${USAGE}\n\nPrints the WebGPU adapter, features, limits and the resolved config.\n\n${CONFIG_HELP}`,
+    );
+    return 0;
+  }
+  const config = configFromArgs(values);
+  const gpu = await getGpu();
+  const features = Object.fromEntries(
+    WANTED_FEATURES.map((f) => [f, gpu.device.features.has(f as GPUFeatureName)]),
+  );
+  const limits = Object.fromEntries(
+    RELIED_LIMITS.map((k) => [k, (gpu.limits as unknown as Record<string, number>)[k]]),
+  );
+  const info = {
+    adapter: { ...gpu.info, software: gpu.isSoftware },
+    features,
+    limits,
+    compute: {
+      matmul_operands: config.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16 ? "f16" : "f32",
+      accumulation: "f32",
+    },
+    config,
+  };
+  if (values.json) {
+    console.log(JSON.stringify(info, null, 2));
+    return 0;
+  }
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  console.log(
+    `adapter   ${gpu.info.description || gpu.info.vendor} (vendor ${gpu.info.vendor}${
+      gpu.info.architecture ? `, ${gpu.info.architecture}` : ""
+    })${gpu.isSoftware ? "  [software adapter: correct but slow]" : ""}`,
+  );
+  console.log(`features  ${Object.entries(features).map(([k, v]) => `${k}:${v ? "yes" : "no"}`).join("  ")}`);
+  console.log("limits");
+  for (const [k, v] of Object.entries(limits)) {
+    console.log(`  ${k.padEnd(36)}${/Size$/.test(k) && v >= 2 ** 20 ? mib(v) : v}`);
+  }
+  console.log(`compute   matmul operands ${info.compute.matmul_operands}, accumulation f32`);
+  console.log("config");
+  console.log(JSON.stringify(config, null, 2).split("\n").map((l) => "  " + l).join("\n"));
+  return 0;
+}
