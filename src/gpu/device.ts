@@ -41,6 +41,8 @@ export interface Gpu {
   readonly subgroups: boolean;
   readonly timestamps: boolean;
   readonly limits: GPUSupportedLimits;
+  /** Uncaptured WebGPU errors since the last checkKernels() (which throws the first). */
+  readonly errors: string[];
 }
 
 let handle: Promise<Gpu> | undefined;
@@ -66,8 +68,10 @@ async function openGpu(): Promise<Gpu> {
     if (typeof v === "number") requiredLimits[key] = v;
   }
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const errors: string[] = [];
   device.addEventListener("uncapturederror", (ev) => {
-    console.error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+    const msg = (ev as GPUUncapturedErrorEvent).error.message;
+    if (errors.length < 100) errors.push(msg);
   });
   const ai = adapter.info;
   const description = ai.description ?? "";
@@ -81,5 +85,6 @@ async function openGpu(): Promise<Gpu> {
     subgroups: device.features.has("subgroups" as GPUFeatureName),
     timestamps: device.features.has("timestamp-query"),
     limits: device.limits,
+    errors,
   };
 }

@@ -100,11 +100,22 @@ export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
   return kernel;
 }
 
-/** Throws the first pipeline-creation failure so far (and forgets the failed kernel so a fix can retry). */
+export class GpuValidationError extends Error {
+  override name = "GpuValidationError";
+}
+
+/**
+ * Throws the first pipeline-creation failure so far, else the first uncaptured WebGPU error (a bad bind
+ * group, a dispatch with an invalid pipeline, ...), so such bugs fail loudly instead of reading zeros.
+ */
 export async function checkKernels(gpu: Gpu): Promise<void> {
   const s = state(gpu);
   const pending = s.pending;
   s.pending = [];
   const errs = (await Promise.all(pending)).filter((e): e is WgslError => e !== null);
   if (errs.length) throw errs[0];
+  if (gpu.errors.length) {
+    const all = gpu.errors.splice(0);
+    throw new GpuValidationError(`WebGPU reported ${all.length} error(s); first: ${all[0]}`);
+  }
 }

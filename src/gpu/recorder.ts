@@ -93,12 +93,12 @@ export class Recorder {
   }
 
   /**
-   * One dispatch. `groups` is a workgroup count: a number (1-D, folded over x/y when above the limit) or an
+   * One dispatch. `bindings` fill binding 1, 2, ... (null leaves a number out). `groups` is a workgroup count: a number (1-D, folded over x/y when above the limit) or an
    * explicit [x, y, z].
    */
   dispatch(
     kernel: Kernel,
-    bindings: readonly Binding[],
+    bindings: readonly (Binding | null)[],
     params: readonly ParamValue[] | null,
     groups: number | readonly [number, number?, number?],
   ): void {
@@ -111,8 +111,12 @@ export class Recorder {
     } else {
       b = 1;
     }
+    // null skips a binding number: auto layouts drop bindings an entry point does not use.
     for (const bind of bindings) {
-      entries.push({ binding: b++, resource: bind instanceof GPUBuffer ? { buffer: bind } : bind });
+      if (bind !== null) {
+        entries.push({ binding: b, resource: bind instanceof GPUBuffer ? { buffer: bind } : bind });
+      }
+      b++;
     }
     const bindGroup = this.gpu.device.createBindGroup({
       layout: kernel.pipeline.getBindGroupLayout(0),

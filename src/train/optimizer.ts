@@ -1,0 +1,66 @@
+/**
+ * Gradient clipping + AdamW on the GPU over one flat arena of all LoRA parameters (DESIGN §7): the total
+ * norm and the clip coefficient stay on the GPU (stats buffer), so a step needs no readback; the trainer reads
+ * `stats` together with the loss once per step for logging.
+ */
+import adamwSource from "../../kernels/adamw.wgsl" with { type: "text" };
+import normSource from "../../kernels/grad_norm.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { getKernel } from "../gpu/kernel.ts";
+import { f32 } from "../gpu/params.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+
+export interface AdamWHyper {
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  maxGradNorm: number;
+}
+
+export interface OptimizerBuffers {
+  n: number;
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  /** [total_norm, clip_coef] after recordClip. */
+  stats: GPUBuffer;
+  partials: GPUBuffer;
+}
+
+export const NORM_PARTIALS = 256;
+
+/** Records the global gradient norm and clip coefficient into `stats`. */
+export function recordClip(rec: Recorder, b: OptimizerBuffers, maxGradNorm: number): void {
+  const gpu: Gpu = rec.gpu;
+  const partial = getKernel(gpu, { file: "grad_norm.wgsl", code: normSource, entry: "partial" });
+  const finish = getKernel(gpu, { file: "grad_norm.wgsl", code: normSource, entry: "finish" });
+  const params = [b.n, NORM_PARTIALS, f32(maxGradNorm)];
+  rec.dispatch(partial, [b.grad, b.partials, null], params, [NORM_PARTIALS, 1, 1]);
+  rec.dispatch(finish, [null, b.partials, b.stats], params, [1, 1, 1]);
+}
+
+/** Records one AdamW step (step is 1-based, as torch's state["step"] after increment). */
+export function recordAdamW(rec: Recorder, b: OptimizerBuffers, h: AdamWHyper, step: number): void {
+  const k = getKernel(rec.gpu, { file: "adamw.wgsl", code: adamwSource });
+  const bc1 = 1 - h.beta1 ** step;
+  const bc2 = 1 - h.beta2 ** step;
+  rec.dispatch(
+    k,
+    [b.param, b.grad, b.m, b.v, b.stats],
+    [
+      b.n,
+      f32(1 - h.lr * h.weightDecay),
+      f32(h.beta1),
+      f32(h.beta2),
+      f32(1 - h.beta1),
+      f32(1 - h.beta2),
+      f32(h.eps),
+      f32(h.lr / bc1),
+      f32(Math.sqrt(bc2)),
+    ],
+    Math.ceil(b.n / 256),
+  );
+}
