@@ -1,0 +1,113 @@
+import { epochWindows, type LoopHooks, newTrainerState, type TrainBatch, type TrainEngine, trainLoop } from "../../src/train/loop.ts";
+import { planSteps } from "../../src/train/schedule.ts";
+import { TrainingSchema } from "../../src/config/schema.ts";
+import type { AdamWHyper } from "../../src/train/optimizer.ts";
+
+function batch(id: number, targets: number): TrainBatch {
+  return {
+    inputIds: new Int32Array([id]),
+    labels: new Int32Array([id]),
+    attentionMask: new Uint8Array([1]),
+    rows: 1,
+    seqLen: 1,
+    targetTokens: targets,
+  };
+}
+
+/** Records what the loop asks for; the "loss" of a micro-batch is its id per target token. */
+class FakeEngine implements TrainEngine {
+  calls: string[] = [];
+  lossSum = 0;
+  nanAtStep = -1;
+  steps: { step: number; lr: number; scales: number[] }[] = [];
+  private scales: number[] = [];
+  restored = 0;
+  beginStep() {
+    this.lossSum = 0;
+    this.scales = [];
+  }
+  microBatch(b: TrainBatch, gradScale: number) {
+    this.lossSum += b.inputIds[0] * b.targetTokens;
+    this.scales.push(gradScale);
+  }
+  optimizerStep(h: AdamWHyper, step: number) {
+    this.steps.push({ step, lr: h.lr, scales: this.scales });
+    if (step === this.nanAtStep) this.lossSum = NaN;
+  }
+  readStep() {
+    return Promise.resolve({ lossSum: this.lossSum, gradNorm: 1 });
+  }
+  restoreSnapshot() {
+    this.restored++;
+  }
+}
+
+function hooks(nBatches: number, saved: number[], opts: { interruptAt?: number } = {}): LoopHooks {
+  let last = 0;
+  return {
+    batchesForEpoch: (e) => Array.from({ length: nBatches }, (_, i) => batch(100 * e + i, 1 + (i % 3))),
+    save: (step) => {
+      saved.push(step);
+      return Promise.resolve(`checkpoint-${step}`);
+    },
+    log: (entry) => {
+      last = entry.step;
+      return Promise.resolve();
+    },
+    interrupted: () => opts.interruptAt !== undefined && last >= opts.interruptAt,
+  };
+}
+
+Deno.test("epoch windows: full windows then a trailing partial one", () => {
+  const w = epochWindows(10, 8);
+  if (JSON.stringify(w) !== JSON.stringify([[0, 1, 2, 3, 4, 5, 6, 7], [8, 9]])) throw new Error(JSON.stringify(w));
+});
+
+Deno.test("loop: 10 batches, accumulation 8 -> 2 steps per epoch, token-normalized loss, LR schedule", async () => {
+  const t = TrainingSchema.parse({ num_train_epochs: 3, per_device_train_batch_size: 4 });
+  const plan = planSteps(37, t);
+  const engine = new FakeEngine();
+  const saved: number[] = [];
+  const r = await trainLoop(engine, t, plan, newTrainerState(t, plan), hooks(10, saved));
+  if (r.reason !== "completed" || r.state.global_step !== 6) throw new Error(`${r.reason} ${r.state.global_step}`);
+  if (engine.steps.map((s) => s.scales.length).join() !== "8,2,8,2,8,2") throw new Error("window sizes");
+  // Window 1 of epoch 0 holds batches 0..7 with targets 1,2,3,1,2,3,1,2 = 15
+  if (Math.abs(engine.steps[0].scales[0] - 1 / 15) > 1e-15) throw new Error("grad scale");
+  if (engine.steps[0].lr !== 0) throw new Error("step 1 uses lr 0 with warmup");
+  const loss1 = r.state.log_history[0].loss!;
+  const want = [0, 1, 2, 3, 4, 5, 6, 7].reduce((a, i) => a + i * (1 + (i % 3)), 0) / 15;
+  if (Math.abs(loss1 - want) > 1e-12) throw new Error(`loss ${loss1} != ${want}`);
+  if (saved.join() !== "2,4,6") throw new Error(`saves ${saved}`);
+});
+
+Deno.test("loop: interrupt saves a checkpoint and stops", async () => {
+  const t = TrainingSchema.parse({ num_train_epochs: 3 });
+  const plan = planSteps(37, t);
+  const saved: number[] = [];
+  const r = await trainLoop(new FakeEngine(), t, plan, newTrainerState(t, plan), hooks(10, saved, { interruptAt: 3 }));
+  if (r.reason !== "interrupted" || r.state.global_step !== 3 || saved.at(-1) !== 3) throw new Error(`${r.reason} ${saved}`);
+});
+
+Deno.test("loop: NaN loss fires the watchdog, restores and saves the last good step", async () => {
+  const t = TrainingSchema.parse({ num_train_epochs: 3 });
+  const plan = planSteps(37, t);
+  const engine = new FakeEngine();
+  engine.nanAtStep = 3;
+  const saved: number[] = [];
+  const r = await trainLoop(engine, t, plan, newTrainerState(t, plan), hooks(10, saved));
+  if (r.reason !== "watchdog" || engine.restored !== 1 || saved.at(-1) !== 2) throw new Error(`${r.reason} ${saved}`);
+  if (!r.message?.includes("step 3")) throw new Error(r.message);
+});
+
+Deno.test("loop: resuming from a saved state replays the same steps", async () => {
+  const t = TrainingSchema.parse({ num_train_epochs: 2 });
+  const plan = planSteps(37, t);
+  const full = new FakeEngine();
+  await trainLoop(full, t, plan, newTrainerState(t, plan), hooks(10, []));
+  const first = new FakeEngine();
+  const r1 = await trainLoop(first, t, plan, newTrainerState(t, plan), hooks(10, [], { interruptAt: 1 }));
+  const second = new FakeEngine();
+  await trainLoop(second, t, plan, structuredClone(r1.state), hooks(10, []));
+  const replay = [...first.steps, ...second.steps];
+  if (JSON.stringify(replay) !== JSON.stringify(full.steps)) throw new Error("resume differs");
+});
