@@ -1,0 +1,524 @@
+/**
+ * The projection layers of QLoRA (q/k/v/o and the MLP projections), forward and backward:
+ *
+ *   y = x·Wᵀ + scaling · B(A(dropout(x)))          PEFT lora/layer.py Linear.forward, scaling = lora_alpha / r
+ *
+ * W is frozen: NF4 (bitsandbytes layout, dequantized inside the matmul tile: kernels/nf4_matmul.wgsl and
+ * nf4_matmul_dx.wgsl) or dense f32/f16 (src/gpu/ops/matmul.ts). A [r, in] and B [out, r] are the f32 LoRA
+ * weights (PEFT's lora_A / lora_B nn.Linear weights). Activations are row-major [tokens, features] f32.
+ *
+ * Forward (2 dispatches for NF4): u = dropout(x)·Aᵀ (kernels/lora_down.wgsl), then y = x·Wᵀ + scaling·u·Bᵀ with
+ * the LoRA product as extra K-slabs of the NF4 tile loop. u [tokens, r] is kept for the backward.
+ * Backward (4 dispatches for NF4), with W frozen:
+ *   du  = scaling · dy·B                          lora_down.wgsl (transposed operand)
+ *   dB (+)= scaling · dyᵀ·u                       lora_grad.wgsl (transposed store, [out, r])
+ *   dA (+)= duᵀ·dropout(x)                        lora_grad.wgsl, mask regenerated
+ *   dx (+)= dy·W + dropout'(du·A)                 nf4_matmul_dx.wgsl (LoRA slabs first, masked, then the base)
+ * The dropout mask is never stored: it is a function of DropoutSpec (src/lora/dropout.ts), so forward and backward
+ * of one micro-batch must get the same spec. Operand precision of the base product: `compute` (f16 where the
+ * adapter has shader-f16, as bnb_4bit_compute_dtype float16: x and the dequantized weight are rounded to f16,
+ * products accumulate in f32); the LoRA branch is f32 throughout (PEFT keeps LoRA weights in f32).
+ */
+import nf4Source from "../../../kernels/nf4_matmul.wgsl" with { type: "text" };
+import nf4DxSource from "../../../kernels/nf4_matmul_dx.wgsl" with { type: "text" };
+import loraDownSource from "../../../kernels/lora_down.wgsl" with { type: "text" };
+import loraGradSource from "../../../kernels/lora_grad.wgsl" with { type: "text" };
+import loraUpSource from "../../../kernels/lora_up.wgsl" with { type: "text" };
+import type { BufferPool } from "../../gpu/buffers.ts";
+import { upload } from "../../gpu/buffers.ts";
+import type { Gpu } from "../../gpu/device.ts";
+import { getKernel, type Kernel } from "../../gpu/kernel.ts";
+import { matmul } from "../../gpu/ops/matmul.ts";
+import { f32 } from "../../gpu/params.ts";
+import type { Binding, Recorder } from "../../gpu/recorder.ts";
+import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
+import { DROPOUT_WGSL_LIB, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
+
+export type { DropoutSpec } from "../../lora/dropout.ts";
+export type ComputeType = "f32" | "f16";
+
+/** An NF4 + double-quant weight on the GPU (bitsandbytes layout, golden README §NF4). */
+export interface Nf4Weight {
+  kind: "nf4";
+  /** [out_features, in_features], the nn.Linear layout. */
+  shape: readonly [number, number];
+  /** The packed bytes (2 codes per byte, first element in the high nibble), read as little-endian u32 words. */
+  packed: GPUBuffer;
+  /** One byte per 64-block: the double-quantized absmax code. */
+  qabsmax: GPUBuffer;
+  /** f32 per 256 absmax blocks. */
+  absmax2: GPUBuffer;
+  /** The double-quant offset (mean of the raw absmax), added after the product. */
+  offset: number;
+}
+
+/** A dense frozen weight [out, in] (load_in_4bit = false), f32 or f16 storage. */
+export interface DenseWeight {
+  kind: "dense";
+  shape: readonly [number, number];
+  buffer: Binding;
+  dtype: "f32" | "f16";
+}
+
+export type LinearWeight = Nf4Weight | DenseWeight;
+
+/** The LoRA branch of one projection. */
+export interface LoraBranch {
+  /** lora_A weight [r, in], f32. */
+  A: Binding;
+  /** lora_B weight [out, r], f32. */
+  B: Binding;
+  r: number;
+  /** lora_alpha / r (or / sqrt(r) with use_rslora). */
+  scaling: number;
+  /** Training: the micro-batch's mask spec. Eval / inference: null or omitted (or p = 0). */
+  dropout?: DropoutSpec | null;
+}
+
+export interface LinearShape {
+  /** Rows of x and y (batch × sequence). */
+  tokens: number;
+  inF: number;
+  outF: number;
+  /** Operand type of the base product: default f16 when the adapter has shader-f16. Ignored for dense weights,
+   *  whose product uses the stored dtypes (src/gpu/ops/matmul.ts). */
+  compute?: ComputeType;
+  /** Storage type of x and dy (default f32). The LoRA branch needs f32. */
+  actType?: "f32" | "f16";
+  /** Row strides and element offsets of x / dx (default inF, 0) and y / dy (default outF, 0), for views into
+   *  wider buffers (e.g. q, k, v written side by side). */
+  ldx?: number;
+  offX?: number;
+  ldy?: number;
+  offY?: number;
+}
+
+export interface LinearForwardArgs {
+  x: Binding;
+  weight: LinearWeight;
+  lora?: LoraBranch | null;
+  /** Output [tokens, outF] f32. */
+  y: Binding;
+  /** Scratch [tokens, r] f32 receiving u = dropout(x)·Aᵀ; needed with `lora`, and kept for the backward. */
+  u?: Binding | null;
+  /** y += instead of y = (default false). */
+  accumulate?: boolean;
+}
+
+export interface LinearBackwardArgs {
+  /** Gradient of y [tokens, outF] f32. */
+  dy: Binding;
+  /** The forward's input [tokens, inF] (for dA; not read otherwise). */
+  x: Binding;
+  weight: LinearWeight;
+  lora?: LoraBranch | null;
+  /** The forward's u [tokens, r] (for dB). */
+  u?: Binding | null;
+  /** Scratch [tokens, r] f32 receiving du = scaling·dy·B; needed with `lora`. */
+  du?: Binding | null;
+  /** Where the LoRA gradients go: dA [r, inF], dB [outF, r] f32. Omit for no weight gradients. */
+  grads?: { dA: Binding; dB: Binding; accumulate?: boolean } | null;
+  /** Input gradient [tokens, inF] f32, or null when not needed. */
+  dx?: Binding | null;
+  /** dx += instead of dx = (default false); q/k/v share x, so their dx add up. */
+  accumulateDx?: boolean;
+}
+
+const TILE = 64;
+
+// ---- per-device constants ----
+
+const tablesCache = new WeakMap<GPUDevice, GPUBuffer>();
+const dummyCache = new WeakMap<GPUDevice, GPUBuffer>();
+
+/** NF4_CODE (16) then DYNAMIC_MAP (256) as one f32 storage buffer, uploaded once per device. */
+export function nf4Tables(gpu: Gpu): GPUBuffer {
+  let b = tablesCache.get(gpu.device);
+  if (!b) {
+    const t = new Float32Array(16 + 256);
+    t.set(NF4_CODE, 0);
+    t.set(DYNAMIC_MAP, 16);
+    b = upload(gpu, "nf4-tables", t);
+    tablesCache.set(gpu.device, b);
+  }
+  return b;
+}
+
+/** A 16-byte placeholder bound where a kernel's optional operand (LoRA without a branch) is unused. */
+function dummy(gpu: Gpu): GPUBuffer {
+  let b = dummyCache.get(gpu.device);
+  if (!b) {
+    b = upload(gpu, "unused", new Float32Array(4));
+    dummyCache.set(gpu.device, b);
+  }
+  return b;
+}
+
+// ---- NF4 upload ----
+
+/** What uploadNf4 needs of src/quant/nf4.ts `Nf4Tensor` (structurally the same fields). */
+export interface Nf4Data {
+  shape: readonly number[];
+  n: number;
+  packed: Uint8Array;
+  qabsmax: Uint8Array;
+  absmax2: Float32Array;
+  offset: number;
+}
+
+/** Byte sizes of an NF4 weight's GPU buffers (for the memory plan), each padded to 4 bytes. */
+export function nf4Bytes(n: number): { packed: number; qabsmax: number; absmax2: number } {
+  const blocks = Math.ceil(n / 64);
+  const pad4 = (b: number) => Math.ceil(b / 4) * 4;
+  return { packed: pad4(Math.ceil(n / 2)), qabsmax: pad4(blocks), absmax2: Math.ceil(blocks / 256) * 4 };
+}
+
+/**
+ * Uploads a quantized [out, in] weight as-is (bytes padded to 4). With a pool the buffers are persistent
+ * "weights" allocations (counted by the memory plan).
+ */
+export function uploadNf4(gpu: Gpu, t: Nf4Data, label: string, pool?: BufferPool): Nf4Weight {
+  if (t.shape.length !== 2) throw new RangeError(`${label}: NF4 linear weight must be 2-D, got [${t.shape}]`);
+  const [out, inF] = t.shape;
+  const n = out * inF;
+  const blocks = Math.ceil(n / 64);
+  if (
+    t.n !== n || t.packed.length !== Math.ceil(n / 2) || t.qabsmax.length !== blocks ||
+    t.absmax2.length !== Math.ceil(blocks / 256)
+  ) {
+    throw new RangeError(
+      `${label}: inconsistent NF4 tensor (n ${t.n}, packed ${t.packed.length}, qabsmax ${t.qabsmax.length}, ` +
+        `absmax2 ${t.absmax2.length}) for shape [${t.shape}]`,
+    );
+  }
+  const max = gpu.limits.maxStorageBufferBindingSize;
+  if (t.packed.length > max) {
+    throw new RangeError(
+      `${label}: ${t.packed.length} packed bytes exceed one binding (${max}); split the weight`,
+    );
+  }
+  const put = (name: string, data: Uint8Array | Float32Array): GPUBuffer => {
+    if (!pool) return upload(gpu, `${label}.${name}`, data);
+    const buf = pool.persistent(`${label}.${name}`, "weights", Math.ceil(data.byteLength / 4) * 4);
+    const bytes = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+    bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    gpu.device.queue.writeBuffer(buf, 0, bytes);
+    return buf;
+  };
+  return {
+    kind: "nf4",
+    shape: [out, inF],
+    packed: put("packed", t.packed),
+    qabsmax: put("qabsmax", t.qabsmax),
+    absmax2: put("absmax2", t.absmax2),
+    offset: t.offset,
+  };
+}
+
+// ---- kernels ----
+
+function computeTypes(gpu: Gpu, compute: ComputeType | undefined): Record<string, string> {
+  const c = compute ?? (gpu.f16 ? "f16" : "f32");
+  if (c === "f16" && !gpu.f16) throw new Error("compute f16 requested but the adapter lacks shader-f16");
+  // OP_MAX: f16 operands are clamped to the largest finite f16, so they never become Inf (DESIGN §5).
+  return c === "f16" ? { OP_T: "f16", OP_MAX: "65504.0" } : { OP_T: "f32", OP_MAX: "3.4028234e38" };
+}
+
+function withDropout(code: string): string {
+  return code + "\n" + DROPOUT_WGSL_LIB;
+}
+
+function kernel(gpu: Gpu, file: string, code: string, constants: Record<string, number>, types = {}): Kernel {
+  return getKernel(gpu, { file, code, constants, types });
+}
+
+interface DownShape {
+  M: number;
+  R: number;
+  K: number;
+  ldx: number;
+  offX: number;
+  /** L stored [K, R] (lora_B) instead of [R, K] (lora_A). */
+  transL: boolean;
+  alpha: number;
+  dropout?: DropoutSpec | null;
+}
+
+/** U [M, R] = alpha · (mask ∘ X)·op(L)ᵀ (kernels/lora_down.wgsl). */
+export function recordLoraDown(rec: Recorder, X: Binding, L: Binding, U: Binding, s: DownShape): void {
+  const k = kernel(rec.gpu, "lora_down.wgsl", withDropout(loraDownSource), { TRANS_L: s.transL ? 1 : 0 });
+  rec.dispatch(
+    k,
+    [X, L, U],
+    [s.M, s.R, s.K, s.ldx, s.offX, f32(s.alpha), ...dropoutParams(s.dropout)],
+    [Math.ceil(s.R / 16), Math.ceil(s.M / 64)],
+  );
+}
+
+interface GradShape {
+  M: number;
+  R: number;
+  C: number;
+  ldx: number;
+  offX: number;
+  alpha: number;
+  accumulate: boolean;
+  /** Store G(j, c) at c*R + j ([C, R], lora_B's layout) instead of j*C + c. */
+  transOut: boolean;
+  dropout?: DropoutSpec | null;
+}
+
+/** G (+)= alpha · Lᵀ·(mask ∘ X) (kernels/lora_grad.wgsl). */
+export function recordLoraGrad(rec: Recorder, L: Binding, X: Binding, G: Binding, s: GradShape): void {
+  const k = kernel(rec.gpu, "lora_grad.wgsl", withDropout(loraGradSource), { TRANS_OUT: s.transOut ? 1 : 0 });
+  rec.dispatch(
+    k,
+    [L, X, G],
+    [s.M, s.R, s.C, s.ldx, s.offX, f32(s.alpha), f32(s.accumulate ? 1 : 0), ...dropoutParams(s.dropout)],
+    [Math.ceil(s.C / 64), Math.ceil(s.R / 16)],
+  );
+}
+
+interface UpShape {
+  M: number;
+  C: number;
+  R: number;
+  ldy: number;
+  offY: number;
+  /** L stored [R, C] (lora_A) instead of [C, R] (lora_B). */
+  transL: boolean;
+  alpha: number;
+  accumulate: boolean;
+  dropout?: DropoutSpec | null;
+}
+
+/** Y (+)= alpha · mask ∘ (U·op(L)) (kernels/lora_up.wgsl), the dense-weight path. */
+export function recordLoraUp(rec: Recorder, U: Binding, L: Binding, Y: Binding, s: UpShape): void {
+  const k = kernel(rec.gpu, "lora_up.wgsl", withDropout(loraUpSource), { TRANS_L: s.transL ? 1 : 0 });
+  rec.dispatch(
+    k,
+    [U, L, Y],
+    [s.M, s.C, s.R, s.ldy, s.offY, f32(s.alpha), f32(s.accumulate ? 1 : 0), ...dropoutParams(s.dropout)],
+    [Math.ceil(s.C / 64), Math.ceil(s.M / 4)],
+  );
+}
+
+function checkShape(w: LinearWeight, s: LinearShape, lora: LoraBranch | null | undefined): void {
+  const [out, inF] = w.shape;
+  if (out !== s.outF || inF !== s.inF) {
+    throw new RangeError(`linear: weight [${w.shape}] does not match in ${s.inF} -> out ${s.outF}`);
+  }
+  if (lora && (!Number.isInteger(lora.r) || lora.r < 1)) {
+    throw new RangeError(`linear: bad LoRA rank ${lora.r}`);
+  }
+  if (lora && s.actType === "f16") throw new RangeError("linear: the LoRA branch needs f32 activations");
+}
+
+function strides(s: LinearShape) {
+  return { ldx: s.ldx ?? s.inF, offX: s.offX ?? 0, ldy: s.ldy ?? s.outF, offY: s.offY ?? 0 };
+}
+
+/**
+ * Records y (+)= x·Wᵀ + scaling·B(A(dropout(x))). `a.u` receives dropout(x)·Aᵀ (keep it for the backward).
+ * Dispatches: NF4 without LoRA 1, NF4 with LoRA 2, dense 1 (+2 with LoRA).
+ */
+export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShape): void {
+  const { gpu } = rec;
+  const lora = a.lora ?? null;
+  checkShape(a.weight, s, lora);
+  const { ldx, offX, ldy, offY } = strides(s);
+  const M = s.tokens;
+  if (lora) {
+    if (!a.u) throw new Error("linearForward: a LoRA branch needs the u scratch [tokens, r]");
+    recordLoraDown(rec, a.x, lora.A, a.u, {
+      M,
+      R: lora.r,
+      K: s.inF,
+      ldx,
+      offX,
+      transL: false,
+      alpha: 1,
+      dropout: lora.dropout,
+    });
+  }
+  const beta = a.accumulate ? 1 : 0;
+  const w = a.weight;
+  if (w.kind === "nf4") {
+    const k = kernel(rec.gpu, "nf4_matmul.wgsl", nf4Source, { FAST: s.inF % 8 === 0 ? 1 : 0 }, {
+      X_T: s.actType ?? "f32",
+      ...computeTypes(gpu, s.compute),
+    });
+    rec.dispatch(
+      k,
+      [
+        a.x,
+        w.packed,
+        w.qabsmax,
+        w.absmax2,
+        nf4Tables(gpu),
+        lora ? a.u! : dummy(gpu),
+        lora ? lora.B : dummy(gpu),
+        a.y,
+      ],
+      [
+        M,
+        s.outF,
+        s.inF,
+        ldx,
+        ldy,
+        offX,
+        offY,
+        f32(beta),
+        f32(w.offset),
+        0, // zero: opaque to the compiler (no fma contraction in the absmax dequant)
+        lora ? lora.r : 0,
+        f32(lora ? lora.scaling : 0),
+      ],
+      [Math.ceil(s.outF / TILE), Math.ceil(M / TILE)],
+    );
+    return;
+  }
+  matmul(rec, a.x, w.buffer, a.y, {
+    M,
+    N: s.outF,
+    K: s.inF,
+    beta,
+    lda: ldx,
+    offA: offX,
+    ldc: ldy,
+    offC: offY,
+    aType: s.actType ?? "f32",
+    bType: w.dtype,
+  });
+  if (lora) {
+    recordLoraUp(rec, a.u!, lora.B, a.y, {
+      M,
+      C: s.outF,
+      R: lora.r,
+      ldy,
+      offY,
+      transL: false,
+      alpha: lora.scaling,
+      accumulate: true,
+    });
+  }
+}
+
+/**
+ * Records the backward of linearForward with W frozen: du = scaling·dy·B, dB (+)= scaling·dyᵀ·u,
+ * dA (+)= duᵀ·dropout(x), dx (+)= dy·W + dropout'(du·A). `lora.dropout` must be the forward's spec.
+ * LoRA gradients accumulate (+=) unless grads.accumulate === false (the first micro-batch of a window may
+ * overwrite instead of clearing first).
+ */
+export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearShape): void {
+  const { gpu } = rec;
+  const lora = a.lora ?? null;
+  checkShape(a.weight, s, lora);
+  const { ldx, offX, ldy, offY } = strides(s);
+  const M = s.tokens;
+  if (lora) {
+    if (!a.du) throw new Error("linearBackward: a LoRA branch needs the du scratch [tokens, r]");
+    recordLoraDown(rec, a.dy, lora.B, a.du, {
+      M,
+      R: lora.r,
+      K: s.outF,
+      ldx: ldy,
+      offX: offY,
+      transL: true,
+      alpha: lora.scaling,
+    });
+    if (a.grads) {
+      if (!a.u) throw new Error("linearBackward: LoRA gradients need the forward's u [tokens, r]");
+      const accumulate = a.grads.accumulate ?? true;
+      recordLoraGrad(rec, a.u, a.dy, a.grads.dB, {
+        M,
+        R: lora.r,
+        C: s.outF,
+        ldx: ldy,
+        offX: offY,
+        alpha: lora.scaling,
+        accumulate,
+        transOut: true,
+      });
+      recordLoraGrad(rec, a.du, a.x, a.grads.dA, {
+        M,
+        R: lora.r,
+        C: s.inF,
+        ldx,
+        offX,
+        alpha: 1,
+        accumulate,
+        transOut: false,
+        dropout: lora.dropout,
+      });
+    }
+  }
+  if (!a.dx) return;
+  const beta = a.accumulateDx ? 1 : 0;
+  const w = a.weight;
+  if (w.kind === "nf4") {
+    const k = kernel(rec.gpu, "nf4_matmul_dx.wgsl", withDropout(nf4DxSource), {
+      FAST: s.inF % 8 === 0 ? 1 : 0,
+    }, { Y_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) });
+    rec.dispatch(
+      k,
+      [
+        a.dy,
+        w.packed,
+        w.qabsmax,
+        w.absmax2,
+        nf4Tables(gpu),
+        lora ? a.du! : dummy(gpu),
+        lora ? lora.A : dummy(gpu),
+        a.dx,
+      ],
+      [
+        M,
+        s.inF,
+        s.outF,
+        ldy,
+        ldx,
+        offY,
+        offX,
+        f32(beta),
+        f32(w.offset),
+        0,
+        lora ? lora.r : 0,
+        ...dropoutParams(lora?.dropout),
+      ],
+      [Math.ceil(s.inF / TILE), Math.ceil(M / TILE)],
+    );
+    return;
+  }
+  matmul(rec, a.dy, w.buffer, a.dx, {
+    M,
+    N: s.inF,
+    K: s.outF,
+    transB: true,
+    beta,
+    lda: ldy,
+    offA: offY,
+    ldc: ldx,
+    offC: offX,
+    aType: s.actType ?? "f32",
+    bType: w.dtype,
+  });
+  if (lora) {
+    recordLoraUp(rec, a.du!, lora.A, a.dx, {
+      M,
+      C: s.inF,
+      R: lora.r,
+      ldy: ldx,
+      offY: offX,
+      transL: true,
+      alpha: 1,
+      accumulate: true,
+      dropout: lora.dropout,
+    });
+  }
+}
+
+/** Useful FLOP of one forward (base + LoRA), for benchmarks. */
+export function linearFlops(s: LinearShape, r = 0): number {
+  return 2 * s.tokens * s.inF * s.outF + (r ? 2 * s.tokens * r * (s.inF + s.outF) : 0);
+}
