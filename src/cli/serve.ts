@@ -1,14 +1,171 @@
-/** `maieutic serve`: not built yet (see the open issues). */
-import { CONFIG_HELP, CONFIG_OPTIONS, parse } from "./args.ts";
+/**
+ * `maieutic serve`: the eval-job HTTP API for the GPU VM (issue #9; the API is described in
+ * src/serve/server.ts). The token comes from MAIEUTIC_EVAL_TOKEN, the optional signing secret from
+ * MAIEUTIC_SIGNING_SECRET (environment or .env); neither is ever printed.
+ */
+import { parse } from "./args.ts";
+import { UsageError } from "./errors.ts";
+import { EvalServer } from "../serve/server.ts";
 
-const USAGE = "maieutic serve [options]";
+const USAGE =
+  "maieutic serve [--port 8787] [--hostname 127.0.0.1] [--data-root DIR]... [--adapter-root DIR] " +
+  "[--jobs-dir DIR] [--queue-size N] [--job-timeout-s S] [--model M] [--insecure-localhost] [--require-signature]";
 
-export function run(args: string[]): Promise<number> {
-  const { values } = parse(args, CONFIG_OPTIONS, USAGE);
-  if (values.help) {
-    console.log(`${USAGE}\n\n${CONFIG_HELP}`);
-    return Promise.resolve(0);
+const HELP = `${USAGE}
+
+Runs evaluation jobs (\`maieutic eval ... --json\` in a subprocess, one at a time) behind an HTTP API:
+  GET    /healthz            no auth: GPU adapter, model, queue depth
+  POST   /v1/eval-jobs       {"adapter", "data", "generate"?, "max_samples"?, "callback_url"?} -> 202 {id}
+  GET    /v1/eval-jobs       newest first; ?limit=1..100&cursor=<next_cursor>&status=<status>
+  GET    /v1/eval-jobs/ID    status (queued|running|succeeded|failed|cancelled), timings, report
+  DELETE /v1/eval-jobs/ID    cancel
+
+Options:
+  --port N                 listen port (default 8787; 0 picks a free one)
+  --hostname H             listen address (default 127.0.0.1)
+  --data-root DIR          directory data files must lie in (repeatable; default data)
+  --adapter-root DIR       directory adapters must lie in (default models)
+  --jobs-dir DIR           where jobs and reports are persisted (default models/_jobs)
+  --queue-size N           most waiting jobs before 429 (default 16)
+  --job-timeout-s S        per-job time limit in seconds (default 3600)
+  --model M                base model passed to eval (Hub id, local dir, "tiny"; default: eval's default)
+  --insecure-localhost     allow running without a token when bound to 127.0.0.1, and http loopback
+                           callback URLs (local testing only)
+  --require-signature      refuse /v1 requests without a valid X-Maieutic-Signature
+
+Environment (or .env):
+  MAIEUTIC_EVAL_TOKEN      bearer token clients send as "Authorization: Bearer <token>" (required,
+                           at least 16 characters, e.g. \`openssl rand -hex 32\`)
+  MAIEUTIC_SIGNING_SECRET  HMAC-SHA256 secret: verifies X-Maieutic-Signature (t=<unix s>,v1=<hex>) on
+                           requests and signs job-end callbacks (needed for callback_url)`;
+
+const OPTIONS = {
+  port: { type: "string" },
+  hostname: { type: "string" },
+  "data-root": { type: "string", multiple: true },
+  "adapter-root": { type: "string" },
+  "jobs-dir": { type: "string" },
+  "queue-size": { type: "string" },
+  "job-timeout-s": { type: "string" },
+  model: { type: "string" },
+  "insecure-localhost": { type: "boolean" },
+  "require-signature": { type: "boolean" },
+} as const;
+
+function int(name: string, v: unknown, def: number, min: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (typeof v !== "string" || !/^\d+$/.test(v.trim()) || n < min) {
+    throw new UsageError(`--${name} expects an integer >= ${min}, got "${v}"`);
   }
-  console.error("maieutic serve is not implemented yet");
-  return Promise.resolve(1);
+  return n;
+}
+
+/** The WebGPU adapter this machine would run eval on (no device is opened), for /healthz. */
+async function adapterInfo(): Promise<unknown> {
+  try {
+    if (!("gpu" in navigator) || !navigator.gpu) return null;
+    const a = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }) ??
+      await navigator.gpu.requestAdapter();
+    if (!a) return null;
+    const i = a.info;
+    const software = Boolean((i as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+      /llvmpipe|lavapipe|swiftshader|warp|software/i.test(i.description ?? "");
+    return {
+      vendor: i.vendor,
+      architecture: i.architecture,
+      device: i.device,
+      description: i.description,
+      software,
+    };
+  } catch {
+    return null;
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(p)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, OPTIONS, USAGE);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const port = int("port", values.port, 8787, 0);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
+  const hostname = (values.hostname as string | undefined) ?? "127.0.0.1";
+  const queueSize = int("queue-size", values["queue-size"], 16, 1);
+  const jobTimeoutS = int("job-timeout-s", values["job-timeout-s"], 3600, 1);
+  const dataRoots = (values["data-root"] as string[] | undefined) ?? ["data"];
+  const adapterRoot = (values["adapter-root"] as string | undefined) ?? "models";
+  const jobsDir = (values["jobs-dir"] as string | undefined) ?? "models/_jobs";
+  const insecure = values["insecure-localhost"] === true;
+
+  const token = Deno.env.get("MAIEUTIC_EVAL_TOKEN") || undefined;
+  const signingSecret = Deno.env.get("MAIEUTIC_SIGNING_SECRET") || undefined;
+  if (!token && !(insecure && hostname === "127.0.0.1")) {
+    throw new UsageError(
+      "MAIEUTIC_EVAL_TOKEN is not set (environment or .env): the server refuses to start without a token. " +
+        "Set one (e.g. `openssl rand -hex 32`), or for local testing only pass --insecure-localhost with " +
+        "--hostname 127.0.0.1.",
+    );
+  }
+  if (token && token.length < 16) {
+    throw new UsageError(
+      "MAIEUTIC_EVAL_TOKEN is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)",
+    );
+  }
+  if (values["require-signature"] && !signingSecret) {
+    throw new UsageError("--require-signature needs MAIEUTIC_SIGNING_SECRET (environment or .env)");
+  }
+  for (const d of dataRoots) {
+    if (!(await isDir(d))) throw new UsageError(`--data-root ${d}: not a directory`);
+  }
+  if (!(await isDir(adapterRoot))) {
+    throw new UsageError(
+      `--adapter-root ${adapterRoot}: not a directory (train writes adapters under models/)`,
+    );
+  }
+
+  const server = await EvalServer.create({
+    token,
+    signingSecret,
+    requireSignature: values["require-signature"] === true,
+    insecureLocalhost: insecure,
+    hostname,
+    port,
+    dataRoots,
+    adapterRoot,
+    jobsDir,
+    queueSize,
+    jobTimeoutS,
+    model: values.model as string | undefined,
+    adapterInfo: await adapterInfo(),
+  });
+  const stopped = new Promise<number>((resolve) => {
+    const stop = (code: number) => () => resolve(code);
+    Deno.addSignalListener("SIGINT", stop(130));
+    if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop(0));
+  });
+  const addr = await server.listen();
+  const r = server.recovered;
+  console.error(
+    `maieutic serve listening on http://${addr.hostname}:${addr.port} (jobs ${jobsDir}, queue ${queueSize}, ` +
+      `timeout ${jobTimeoutS} s${values.model ? `, model ${values.model}` : ""}${
+        token ? "" : ", NO TOKEN: insecure localhost mode"
+      }${
+        signingSecret ? ", signing on" : ""
+      }; ${server.store.size()} jobs on disk, ${r.requeued.length} requeued, ` +
+      `${r.failed.length} failed on recovery)`,
+  );
+  const code = await stopped;
+  console.error("maieutic serve: stopping (a running job is requeued)");
+  await server.close();
+  return code;
 }

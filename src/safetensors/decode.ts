@@ -17,10 +17,21 @@ export interface Tensor {
   data: TensorData;
 }
 
-/** Copies `bytes` (any alignment) into a typed array of the dtype. */
-export function decodeTensor(dtype: Dtype, bytes: Uint8Array): TensorData {
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
+/**
+ * Copies `bytes` (any alignment) into a typed array of the dtype. With `owned`, bytes that span their whole
+ * ArrayBuffer are reused without a copy (the caller gives them up).
+ */
+export function decodeTensor(dtype: Dtype, bytes: Uint8Array, owned = false): TensorData {
+  let copy: Uint8Array<ArrayBuffer>;
+  if (
+    owned && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+  ) {
+    copy = bytes as Uint8Array<ArrayBuffer>;
+  } else {
+    copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+  }
   const buf = copy.buffer;
   switch (dtype) {
     case "F32":

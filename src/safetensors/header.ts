@@ -64,7 +64,9 @@ export function parseHeader(json: Uint8Array, file: string, fileSize?: number): 
   let metadata: Record<string, string> = {};
   for (const [name, v] of Object.entries(obj as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      metadata = z.record(z.string(), z.string()).parse(v);
+      const m = z.record(z.string(), z.string()).safeParse(v);
+      if (!m.success) throw new SafetensorsError(`${file}: "__metadata__" must map strings to strings`);
+      metadata = m.data;
       continue;
     }
     const r = TensorInfoSchema.safeParse(v);
@@ -88,5 +90,23 @@ export function parseHeader(json: Uint8Array, file: string, fileSize?: number): 
     }
     tensors[name] = t;
   }
+  // Tensors may not share bytes (the Rust safetensors library rejects overlaps too).
+  const spans = Object.entries(tensors).map(([n, t]) => [n, t.data_offsets[0], t.data_offsets[1]] as const)
+    .filter(([, b, e]) => e > b)
+    .sort((a, b) => a[1] - b[1]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][1] < spans[i - 1][2]) {
+      throw new SafetensorsError(
+        `${file}: tensors "${spans[i - 1][0]}" and "${spans[i][0]}" overlap (corrupt header)`,
+      );
+    }
+  }
   return { dataStart, tensors, metadata };
+}
+
+/** The end of the data section: the largest tensor end offset, as an absolute file position. */
+export function dataEnd(header: Header): number {
+  let end = 0;
+  for (const t of Object.values(header.tensors)) end = Math.max(end, t.data_offsets[1]);
+  return header.dataStart + end;
 }

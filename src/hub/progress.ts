@@ -1,0 +1,78 @@
+/**
+ * Download / conversion progress on stderr: bytes done of total, rate and ETA. On a terminal one line is
+ * redrawn in place; otherwise a line is printed at most every `intervalMs` (default 10 s) plus a final one,
+ * so logs stay readable.
+ */
+
+export interface Progress {
+  add(bytes: number): void;
+  /** Prints the final line (once). */
+  done(): void;
+}
+
+export const NO_PROGRESS: Progress = { add() {}, done() {} };
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return i === 0 ? `${Math.round(n)} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** The progress line for `done` of `total` bytes after `elapsedS` seconds. */
+export function progressLine(label: string, done: number, total: number, elapsedS: number): string {
+  const rate = elapsedS > 0 ? done / elapsedS : 0;
+  const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+  const eta = rate > 0 ? (total - done) / rate : Infinity;
+  const tail = done >= total ? `in ${formatDuration(elapsedS)}` : `ETA ${formatDuration(eta)}`;
+  return `${label}: ${formatBytes(done)} / ${formatBytes(total)} (${pct}%) ${formatBytes(rate)}/s ${tail}`;
+}
+
+export interface StderrProgressOptions {
+  intervalMs?: number;
+  /** Where lines go (default: stderr). */
+  write?: (text: string) => void;
+  /** Redraw in place (default: stderr is a terminal). */
+  tty?: boolean;
+  now?: () => number;
+}
+
+export function stderrProgress(label: string, total: number, opts: StderrProgressOptions = {}): Progress {
+  const enc = new TextEncoder();
+  const write = opts.write ?? ((t: string) => Deno.stderr.writeSync(enc.encode(t)));
+  const tty = opts.tty ?? Deno.stderr.isTerminal();
+  const now = opts.now ?? (() => performance.now());
+  const interval = opts.intervalMs ?? (tty ? 200 : 10_000);
+  const t0 = now();
+  let last = t0;
+  let done = 0;
+  let finished = false;
+  const line = () => progressLine(label, done, total, (now() - t0) / 1000);
+  return {
+    add(n) {
+      done += n;
+      const t = now();
+      if (t - last >= interval && !finished) {
+        last = t;
+        write(tty ? `\r\x1b[2K${line()}` : `${line()}\n`);
+      }
+    },
+    done() {
+      if (finished) return;
+      finished = true;
+      write(tty ? `\r\x1b[2K${line()}\n` : `${line()}\n`);
+    },
+  };
+}

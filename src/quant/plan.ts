@@ -1,0 +1,71 @@
+/**
+ * Which Gemma-2 tensors are NF4-quantized, following transformers + bitsandbytes: `replace_with_bnb_linear`
+ * swaps every nn.Linear except `lm_head` (tied here anyway) for Linear4bit, so all seven decoder projections
+ * are quantized, while the embedding and every RMSNorm weight stay in full precision.
+ */
+import { UsageError } from "../cli/errors.ts";
+import type { QuantizationConfig } from "../config/schema.ts";
+import type { Gemma2Config } from "../model/config.ts";
+
+const LINEAR = /^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+
+export function isDecoderLinear(name: string): boolean {
+  return LINEAR.test(name);
+}
+
+export function shouldQuantize(name: string, quant: QuantizationConfig): boolean {
+  return quant.load_in_4bit && isDecoderLinear(name);
+}
+
+/** Rejects quantization settings the NF4 kernels cannot honour, with the fix. */
+export function checkQuantConfig(quant: QuantizationConfig): void {
+  if (quant.load_in_4bit && !quant.bnb_4bit_use_double_quant) {
+    throw new UsageError(
+      "quantization.bnb_4bit_use_double_quant=false is not supported (the NF4 kernels read double-quantized " +
+        "absmax); set it to true or set quantization.load_in_4bit=false",
+    );
+  }
+  if (quant.load_in_4bit && quant.bnb_4bit_quant_type !== "nf4") {
+    throw new UsageError(
+      `quantization.bnb_4bit_quant_type "${quant.bnb_4bit_quant_type}" is not supported; use "nf4"`,
+    );
+  }
+}
+
+/**
+ * The part of the quantization config that changes the stored weights (compute dtype does not), as a
+ * stable cache key, e.g. "nf4-dq-b64-b256" or "dense".
+ */
+export function quantKey(quant: QuantizationConfig): string {
+  return quant.load_in_4bit ? `${quant.bnb_4bit_quant_type}-dq-b64-b256` : "dense";
+}
+
+/** Every tensor a Gemma-2 checkpoint must hold, with its shape (transformers' Gemma2ForCausalLM names). */
+export function expectedTensors(c: Gemma2Config): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const h = c.hidden_size;
+  m.set("model.embed_tokens.weight", [c.vocab_size, h]);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    m.set(p + "self_attn.q_proj.weight", [c.num_attention_heads * c.head_dim, h]);
+    m.set(p + "self_attn.k_proj.weight", [c.num_key_value_heads * c.head_dim, h]);
+    m.set(p + "self_attn.v_proj.weight", [c.num_key_value_heads * c.head_dim, h]);
+    m.set(p + "self_attn.o_proj.weight", [h, c.num_attention_heads * c.head_dim]);
+    m.set(p + "mlp.gate_proj.weight", [c.intermediate_size, h]);
+    m.set(p + "mlp.up_proj.weight", [c.intermediate_size, h]);
+    m.set(p + "mlp.down_proj.weight", [h, c.intermediate_size]);
+    for (
+      const n of [
+        "input_layernorm",
+        "post_attention_layernorm",
+        "pre_feedforward_layernorm",
+        "post_feedforward_layernorm",
+      ]
+    ) {
+      m.set(p + `${n}.weight`, [h]);
+    }
+  }
+  m.set("model.norm.weight", [h]);
+  if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, h]);
+  return m;
+}
