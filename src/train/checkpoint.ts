@@ -58,7 +58,11 @@ export async function listCheckpoints(modelDir: string): Promise<{ step: number;
 }
 
 /** Deletes the oldest checkpoints beyond `limit`, never the best one. */
-export async function pruneCheckpoints(modelDir: string, limit: number, best: string | null): Promise<string[]> {
+export async function pruneCheckpoints(
+  modelDir: string,
+  limit: number,
+  best: string | null,
+): Promise<string[]> {
   const all = await listCheckpoints(modelDir);
   const removed: string[] = [];
   let excess = all.length - limit;
@@ -77,7 +81,9 @@ export async function readCheckpointState(dir: string): Promise<{ state: Trainer
     try {
       return JSON.parse(await Deno.readTextFile(join(dir, name)));
     } catch (e) {
-      throw new UsageError(`cannot read ${join(dir, name)}: ${(e as Error).message} (is ${dir} a complete checkpoint?)`);
+      throw new UsageError(
+        `cannot read ${join(dir, name)}: ${(e as Error).message} (is ${dir} a complete checkpoint?)`,
+      );
     }
   };
   const s = TrainerStateSchema.safeParse(await read("trainer_state.json"));

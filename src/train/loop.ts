@@ -46,7 +46,10 @@ export interface LoopHooks {
   evaluate?(step: number): Promise<EvalResult>;
   /** Saves a checkpoint for `step`; returns its directory. */
   save(step: number, state: TrainerState): Promise<string>;
-  log(entry: LogEntry & { tokens_per_second?: number; elapsed_seconds?: number }, state: TrainerState): Promise<void>;
+  log(
+    entry: LogEntry & { tokens_per_second?: number; elapsed_seconds?: number },
+    state: TrainerState,
+  ): Promise<void>;
   /** Checked after every optimizer step: true stops the run after a checkpoint (Ctrl-C). */
   interrupted(): boolean;
 }
@@ -93,7 +96,9 @@ export function newTrainerState(t: TrainingConfig, plan: StepPlan): TrainerState
 /** Windows (lists of batch indices) of one epoch: accumulation windows, the last one possibly partial. */
 export function epochWindows(nBatches: number, accum: number): number[][] {
   const w: number[][] = [];
-  for (let i = 0; i < nBatches; i += accum) w.push(Array.from({ length: Math.min(accum, nBatches - i) }, (_, j) => i + j));
+  for (let i = 0; i < nBatches; i += accum) {
+    w.push(Array.from({ length: Math.min(accum, nBatches - i) }, (_, j) => i + j));
+  }
   return w;
 }
 
@@ -140,7 +145,9 @@ export async function trainLoop(
     const lr = lrAtStep(step, plan, t);
 
     engine.beginStep();
-    window.forEach((b, micro) => engine.microBatch(b, targets > 0 ? 1 / targets : 0, dropoutSeed(t.seed, step, micro)));
+    window.forEach((b, micro) =>
+      engine.microBatch(b, targets > 0 ? 1 / targets : 0, dropoutSeed(t.seed, step, micro))
+    );
     engine.optimizerStep(h(lr), step);
     const tokens = window.reduce((a, b) => a + b.rows * b.seqLen, 0);
 
@@ -199,13 +206,15 @@ export async function trainLoop(
     }
 
     let stopEarly = false;
+    let improvedNow = false;
     if (hooks.evaluate && (step % evalEvery === 0 || step === plan.totalSteps)) {
       const ev = await hooks.evaluate(step);
       const entry = { step, epoch: state.epoch, ...ev };
       state.log_history.push(entry);
       const metric = ev[t.metric_for_best_model];
       const improved = metric !== undefined &&
-        (state.best_metric === null || (higherIsBetter ? metric > state.best_metric : metric < state.best_metric));
+        (state.best_metric === null ||
+          (higherIsBetter ? metric > state.best_metric : metric < state.best_metric));
       if (improved) {
         state.best_metric = metric;
         state.early_stopping_patience_counter = 0;
@@ -213,19 +222,26 @@ export async function trainLoop(
         state.early_stopping_patience_counter++;
       }
       await hooks.log(entry, state);
-      // The best checkpoint is the one saved at this step.
+      // The best checkpoint is the one saved at this step (a save is forced below so that it exists).
       if (improved) state.best_model_checkpoint = `checkpoint-${step}`;
-      if (t.early_stopping_patience > 0 && state.early_stopping_patience_counter >= t.early_stopping_patience) {
+      improvedNow = improved;
+      if (
+        t.early_stopping_patience > 0 && state.early_stopping_patience_counter >= t.early_stopping_patience
+      ) {
         stopEarly = true;
       }
     }
     state.train_seconds = (performance.now() - runStart) / 1000;
     const interrupted = hooks.interrupted();
-    if (step % saveEvery === 0 || step === plan.totalSteps || stopEarly || interrupted) {
+    if (step % saveEvery === 0 || step === plan.totalSteps || stopEarly || interrupted || improvedNow) {
       await hooks.save(step, state);
     }
     if (stopEarly) {
-      return { state, reason: "early_stopping", message: `early stopping: no eval improvement for ${t.early_stopping_patience} evaluations` };
+      return {
+        state,
+        reason: "early_stopping",
+        message: `early stopping: no eval improvement for ${t.early_stopping_patience} evaluations`,
+      };
     }
     if (interrupted) return { state, reason: "interrupted" };
   }
