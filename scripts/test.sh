@@ -14,8 +14,14 @@ passed=$(sed -E 's/.*\| ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.*\| ([0-9]+) failed.*/\1/' <<<"$summary")
 rm -f "$log"
 echo "${passed:-0} passed, ${failed:-0} failed"
-if [ -z "$summary" ] && [ "$rc" = 0 ]; then
-  echo "no test summary found" >&2
+if [ -z "$summary" ]; then
+  echo "no test summary found (deno test exit $rc)" >&2
   exit 1
+fi
+# Deno + wgpu + lavapipe sometimes abort in teardown (glibc "double free" at exit, SIGABRT = 134) after
+# every test has run and the summary is printed. Judge the run by its summary then, and say so.
+if [ "$rc" = 134 ] && [ "${failed:-1}" = 0 ] && grep -q '^ok' <<<"$summary"; then
+  echo "note: deno exited with SIGABRT during GPU teardown after all tests passed; counted as a pass" >&2
+  exit 0
 fi
 exit "$rc"

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { UsageError } from "../cli/errors.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
 import { closest } from "./suggest.ts";
+import { applyPreset, presetFor } from "./presets.ts";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
@@ -92,6 +93,8 @@ export function resolveConfig(src: ConfigSources): Config {
     merged = deepMerge(merged, patch);
   }
   if (src.flags) merged = deepMerge(merged, src.flags);
+  const preset = presetFor((merged.model as Obj | undefined)?.name);
+  if (preset) merged = applyPreset(merged, preset) as Obj;
   return validateConfig(merged, src.configFile);
 }
 

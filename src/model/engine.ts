@@ -20,7 +20,12 @@ import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraParams } from "../lora/params.ts";
 import { type LoraLayout, type LoraModuleInfo, loraStreamId, type LoraTarget } from "../lora/params.ts";
 import { isSlidingLayer } from "./config.ts";
-import { attentionBackward, attentionForward, attentionScratchBytes, type AttentionShape } from "./ops/attention.ts";
+import {
+  attentionBackward,
+  attentionForward,
+  attentionScratchBytes,
+  type AttentionShape,
+} from "./ops/attention.ts";
 import {
   acquireCrossEntropyScratch,
   ceChunkFor,
@@ -31,7 +36,13 @@ import {
 } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
 import { geglu, gegluBackward } from "./ops/geglu.ts";
-import { type ComputeType, linearBackward, linearForward, type LinearShape, type LoraBranch } from "./ops/linear.ts";
+import {
+  type ComputeType,
+  linearBackward,
+  linearForward,
+  type LinearShape,
+  type LoraBranch,
+} from "./ops/linear.ts";
 import { rmsnorm, rmsnormBackward } from "./ops/rmsnorm.ts";
 import { rope, ropeBackward } from "./ops/rope.ts";
 import type { ModelWeights, Projection } from "./weights.ts";
@@ -194,7 +205,11 @@ export class Gemma2Engine {
         gV: grad("gV", N * KVD),
         gA: grad("gA", N * H),
         du: grad("du", Math.max(1, N * r)),
-        attn: pool.persistent("attn.scratch", "gradients", attentionScratchBytes({ B: opts.maxBatch, T: opts.maxSeq, Hq: c.num_attention_heads })),
+        attn: pool.persistent(
+          "attn.scratch",
+          "gradients",
+          attentionScratchBytes({ B: opts.maxBatch, T: opts.maxSeq, Hq: c.num_attention_heads }),
+        ),
       }
       : null;
     const maxBinding = gpu?.limits.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
@@ -236,14 +251,25 @@ export class Gemma2Engine {
    * Writes a batch's ids, shifted targets (row t's target is labels[t+1]; −100 at the last position) and key
    * mask. Queue writes land before the next submitted command buffer.
    */
-  setBatch(inputIds: Int32Array, labels: Int32Array | null, attentionMask: Uint8Array | null, s: BatchShape): void {
+  setBatch(
+    inputIds: Int32Array,
+    labels: Int32Array | null,
+    attentionMask: Uint8Array | null,
+    s: BatchShape,
+  ): void {
     const n = s.B * s.T;
-    if (n > this.N) throw new RangeError(`batch ${s.B}x${s.T} exceeds the engine's ${this.opts.maxBatch}x${this.opts.maxSeq}`);
+    if (n > this.N) {
+      throw new RangeError(
+        `batch ${s.B}x${s.T} exceeds the engine's ${this.opts.maxBatch}x${this.opts.maxSeq}`,
+      );
+    }
     const V = this.weights.config.vocab_size;
     const ids = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       const id = inputIds[i];
-      if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary (${V})`);
+      if (!(id >= 0 && id < V)) {
+        throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary (${V})`);
+      }
       ids[i] = id;
     }
     const targets = new Int32Array(n).fill(-100);
@@ -292,7 +318,11 @@ export class Gemma2Engine {
     if (!this.lora) return null;
     const m = this.modules.get(`${layer}.${t}`);
     if (!m) return null;
-    const view = (o: number, size: number): Binding => ({ buffer: this.lora!.param, offset: o * 4, size: size * 4 });
+    const view = (o: number, size: number): Binding => ({
+      buffer: this.lora!.param,
+      offset: o * 4,
+      size: size * 4,
+    });
     return {
       A: view(m.A.offset, m.A.size),
       B: view(m.B.offset, m.B.size),
@@ -332,11 +362,23 @@ export class Gemma2Engine {
   ) {
     const t = p as LoraTarget;
     const lora = this.branch(layer, t, dropoutStep);
-    linearForward(rec, { x, weight: this.weights.layers[layer].proj[p], lora, y, u: lora ? ws.lora[t] : null }, this.linShape(p, n));
+    linearForward(rec, {
+      x,
+      weight: this.weights.layers[layer].proj[p],
+      lora,
+      y,
+      u: lora ? ws.lora[t] : null,
+    }, this.linShape(p, n));
   }
 
   /** Records layer `l`'s forward from xIn into the workspace and xOut. */
-  private layerForward(rec: Recorder, l: number, ws: Workspace, s: BatchShape, dropoutStep: number | null): void {
+  private layerForward(
+    rec: Recorder,
+    l: number,
+    ws: Workspace,
+    s: BatchShape,
+    dropoutStep: number | null,
+  ): void {
     const c = this.weights.config;
     const W = this.weights.layers[l];
     const n = s.B * s.T;
@@ -352,14 +394,24 @@ export class Gemma2Engine {
     attentionForward(rec, ws.q, ws.k, ws.v, ws.o, ws.lse, this.keyMask, this.attnShape(l, s));
     this.proj(rec, l, "o_proj", ws.o, ws.p, ws, n, dropoutStep);
     rec.copy(xIn, 0, ws.xMid, 0, n * H * 4);
-    rmsnorm(rec, ws.p, W.norms.post_attention_layernorm, ws.xMid, ws.rstd[1], { rows: n, dim: H, eps, residual: true });
+    rmsnorm(rec, ws.p, W.norms.post_attention_layernorm, ws.xMid, ws.rstd[1], {
+      rows: n,
+      dim: H,
+      eps,
+      residual: true,
+    });
     rmsnorm(rec, ws.xMid, W.norms.pre_feedforward_layernorm, ws.b, ws.rstd[2], { rows: n, dim: H, eps });
     this.proj(rec, l, "gate_proj", ws.b, ws.g, ws, n, dropoutStep);
     this.proj(rec, l, "up_proj", ws.b, ws.u, ws, n, dropoutStep);
     geglu(rec, ws.g, ws.u, ws.m, { rows: n, cols: c.intermediate_size });
     this.proj(rec, l, "down_proj", ws.m, ws.d, ws, n, dropoutStep);
     rec.copy(ws.xMid, 0, xOut, 0, n * H * 4);
-    rmsnorm(rec, ws.d, W.norms.post_feedforward_layernorm, xOut, ws.rstd[3], { rows: n, dim: H, eps, residual: true });
+    rmsnorm(rec, ws.d, W.norms.post_feedforward_layernorm, xOut, ws.rstd[3], {
+      rows: n,
+      dim: H,
+      eps,
+      residual: true,
+    });
   }
 
   private projBackward(
@@ -390,7 +442,13 @@ export class Gemma2Engine {
   }
 
   /** Records layer l's backward: grads.gX holds d loss / d xOut on entry and d loss / d xIn on exit. */
-  private layerBackward(rec: Recorder, l: number, ws: Workspace, s: BatchShape, dropoutStep: number | null): void {
+  private layerBackward(
+    rec: Recorder,
+    l: number,
+    ws: Workspace,
+    s: BatchShape,
+    dropoutStep: number | null,
+  ): void {
     const c = this.weights.config;
     const W = this.weights.layers[l];
     const g = this.grads!;
@@ -398,7 +456,10 @@ export class Gemma2Engine {
     const H = c.hidden_size;
     const I = c.intermediate_size;
     // xOut = xMid + post_ffw_norm(d)
-    rmsnormBackward(rec, g.gX, ws.d, W.norms.post_feedforward_layernorm, ws.rstd[3], g.gD, { rows: n, dim: H });
+    rmsnormBackward(rec, g.gX, ws.d, W.norms.post_feedforward_layernorm, ws.rstd[3], g.gD, {
+      rows: n,
+      dim: H,
+    });
     this.projBackward(rec, l, "down_proj", g.gD, ws.m, g.gM, false, ws, n, dropoutStep);
     gegluBackward(rec, g.gM, ws.g, ws.u, g.gG, g.gU, { rows: n, cols: I });
     this.projBackward(rec, l, "gate_proj", g.gG, ws.b, g.gB, false, ws, n, dropoutStep);
@@ -412,14 +473,42 @@ export class Gemma2Engine {
     // xMid = xIn + post_attn_norm(p)
     rmsnormBackward(rec, g.gX, ws.p, W.norms.post_attention_layernorm, ws.rstd[1], g.gP, { rows: n, dim: H });
     this.projBackward(rec, l, "o_proj", g.gP, ws.o, g.gO, false, ws, n, dropoutStep);
-    attentionBackward(rec, g.gO, ws.q, ws.k, ws.v, ws.o, ws.lse, this.keyMask, g.gQ, g.gK, g.gV, this.attnShape(l, s), g.attn);
-    ropeBackward(rec, g.gQ, this.weights.invFreq, { B: s.B, T: s.T, H: c.num_attention_heads, D: c.head_dim });
-    ropeBackward(rec, g.gK, this.weights.invFreq, { B: s.B, T: s.T, H: c.num_key_value_heads, D: c.head_dim });
+    attentionBackward(
+      rec,
+      g.gO,
+      ws.q,
+      ws.k,
+      ws.v,
+      ws.o,
+      ws.lse,
+      this.keyMask,
+      g.gQ,
+      g.gK,
+      g.gV,
+      this.attnShape(l, s),
+      g.attn,
+    );
+    ropeBackward(rec, g.gQ, this.weights.invFreq, {
+      B: s.B,
+      T: s.T,
+      H: c.num_attention_heads,
+      D: c.head_dim,
+    });
+    ropeBackward(rec, g.gK, this.weights.invFreq, {
+      B: s.B,
+      T: s.T,
+      H: c.num_key_value_heads,
+      D: c.head_dim,
+    });
     this.projBackward(rec, l, "q_proj", g.gQ, ws.a, g.gA, false, ws, n, dropoutStep);
     this.projBackward(rec, l, "k_proj", g.gK, ws.a, g.gA, true, ws, n, dropoutStep);
     this.projBackward(rec, l, "v_proj", g.gV, ws.a, g.gA, true, ws, n, dropoutStep);
     // a = input_norm(xIn): gX becomes d loss / d xIn
-    rmsnormBackward(rec, g.gA, this.xs[l], W.norms.input_layernorm, ws.rstd[0], g.gX, { rows: n, dim: H, accumulate: true });
+    rmsnormBackward(rec, g.gA, this.xs[l], W.norms.input_layernorm, ws.rstd[0], g.gX, {
+      rows: n,
+      dim: H,
+      accumulate: true,
+    });
   }
 
   private workspace(l: number): Workspace {
@@ -453,16 +542,22 @@ export class Gemma2Engine {
       dim: H,
       eps: c.rms_norm_eps,
     });
-    lmHeadCeForward(rec, {
-      h: this.hf,
-      table: this.weights.embed,
-      targets: this.targets,
-      lse: this.lse,
-      tokenLoss: this.tokenLoss,
-      loss: this.loss,
-      logits: o.capture?.logits,
-      labelLogprob: o.capture?.labelLogprob,
-    }, this.ce, this.ceShape(n), { accumulateLoss: o.accumulateLoss });
+    lmHeadCeForward(
+      rec,
+      {
+        h: this.hf,
+        table: this.weights.embed,
+        targets: this.targets,
+        lse: this.lse,
+        tokenLoss: this.tokenLoss,
+        loss: this.loss,
+        logits: o.capture?.logits,
+        labelLogprob: o.capture?.labelLogprob,
+      },
+      this.ce,
+      this.ceShape(n),
+      { accumulateLoss: o.accumulateLoss },
+    );
   }
 
   /**
@@ -475,10 +570,19 @@ export class Gemma2Engine {
     const n = s.B * s.T;
     const H = c.hidden_size;
     const g = this.grads;
-    lmHeadCeBackward(rec, { h: this.hf, table: this.weights.embed, targets: this.targets, lse: this.lse, dh: g.gA }, this.ce, this.ceShape(n), {
-      gradScale,
+    lmHeadCeBackward(
+      rec,
+      { h: this.hf, table: this.weights.embed, targets: this.targets, lse: this.lse, dh: g.gA },
+      this.ce,
+      this.ceShape(n),
+      {
+        gradScale,
+      },
+    );
+    rmsnormBackward(rec, g.gA, this.xs[c.num_hidden_layers], this.weights.finalNorm, this.rstdF, g.gX, {
+      rows: n,
+      dim: H,
     });
-    rmsnormBackward(rec, g.gA, this.xs[c.num_hidden_layers], this.weights.finalNorm, this.rstdF, g.gX, { rows: n, dim: H });
     for (let l = c.num_hidden_layers - 1; l >= 0; l--) {
       const ws = this.workspace(l);
       if (this.workspaces.length === 1 && l !== c.num_hidden_layers - 1) {

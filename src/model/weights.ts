@@ -19,7 +19,15 @@ import { embeddingChunkRows } from "./ops/embedding.ts";
 import { type LinearWeight, nf4Bytes, uploadNf4 } from "./ops/linear.ts";
 import { ropeInvFreq } from "./ops/rope.ts";
 
-export const PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export const PROJECTIONS = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
 export type Projection = typeof PROJECTIONS[number];
 export const NORMS = [
   "input_layernorm",
@@ -74,9 +82,13 @@ export function parseTensorName(name: string):
   if (name === "model.embed_tokens.weight") return { kind: "embed" };
   if (name === "model.norm.weight") return { kind: "final_norm" };
   const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
-  if (m && (PROJECTIONS as readonly string[]).includes(m[2])) return { kind: "proj", layer: +m[1], proj: m[2] as Projection };
+  if (m && (PROJECTIONS as readonly string[]).includes(m[2])) {
+    return { kind: "proj", layer: +m[1], proj: m[2] as Projection };
+  }
   const n = /^model\.layers\.(\d+)\.(\w+)\.weight$/.exec(name);
-  if (n && (NORMS as readonly string[]).includes(n[2])) return { kind: "norm", layer: +n[1], norm: n[2] as NormName };
+  if (n && (NORMS as readonly string[]).includes(n[2])) {
+    return { kind: "norm", layer: +n[1], norm: n[2] as NormName };
+  }
   return null;
 }
 
@@ -112,7 +124,10 @@ export class WeightBuilder {
     readonly config: Gemma2Config,
     readonly dtype: "f32" | "f16",
   ) {
-    this.layers = Array.from({ length: config.num_hidden_layers }, () => ({ norms: {} as never, proj: {} as never }));
+    this.layers = Array.from(
+      { length: config.num_hidden_layers },
+      () => ({ norms: {} as never, proj: {} as never }),
+    );
     const inv = ropeInvFreq(config.head_dim, config.rope_theta);
     this.invFreq = pool.persistent("rope.invFreq", "weights", inv.byteLength);
     writeBytes(gpu, this.invFreq, inv);
@@ -133,7 +148,14 @@ export class WeightBuilder {
       const bytes = ch.rows * c.hidden_size * bpe;
       const buffer = this.pool.persistent(`embed[${ch.rowStart}]`, "embedding", bytes);
       if (data) {
-        writeBytes(this.gpu, buffer, toDtype(data.subarray(ch.rowStart * c.hidden_size, (ch.rowStart + ch.rows) * c.hidden_size), this.dtype));
+        writeBytes(
+          this.gpu,
+          buffer,
+          toDtype(
+            data.subarray(ch.rowStart * c.hidden_size, (ch.rowStart + ch.rows) * c.hidden_size),
+            this.dtype,
+          ),
+        );
       }
       this.embed.push({ buffer, rowStart: ch.rowStart, rows: ch.rows });
     }
@@ -200,7 +222,10 @@ export class WeightBuilder {
     let s = seed * 7919 + 1;
     for (let l = 0; l < c.num_hidden_layers; l++) {
       for (const n of NORMS) {
-        (this.layers[l].norms as Record<NormName, GPUBuffer>)[n] = this.vector(`model.layers.${l}.${n}.weight`, zeros);
+        (this.layers[l].norms as Record<NormName, GPUBuffer>)[n] = this.vector(
+          `model.layers.${l}.${n}.weight`,
+          zeros,
+        );
       }
       for (const p of PROJECTIONS) {
         const [out, inF] = projectionShape(c, p);
@@ -235,11 +260,19 @@ export class WeightBuilder {
     if (!this.embed.length) missing.push("model.embed_tokens.weight");
     if (!this.finalNorm) missing.push("model.norm.weight");
     this.layers.forEach((l, i) => {
-      for (const n of NORMS) if (!(l.norms as Record<string, unknown>)[n]) missing.push(`model.layers.${i}.${n}.weight`);
-      for (const p of PROJECTIONS) if (!(l.proj as Record<string, unknown>)[p]) missing.push(`model.layers.${i}.*.${p}.weight`);
+      for (const n of NORMS) {
+        if (!(l.norms as Record<string, unknown>)[n]) missing.push(`model.layers.${i}.${n}.weight`);
+      }
+      for (const p of PROJECTIONS) {
+        if (!(l.proj as Record<string, unknown>)[p]) missing.push(`model.layers.${i}.*.${p}.weight`);
+      }
     });
     if (missing.length) {
-      throw new Error(`the checkpoint lacks ${missing.length} tensor(s): ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`);
+      throw new Error(
+        `the checkpoint lacks ${missing.length} tensor(s): ${missing.slice(0, 5).join(", ")}${
+          missing.length > 5 ? ", ..." : ""
+        }`,
+      );
     }
     const quantized = this.layers[0].proj!.q_proj.kind === "nf4";
     return {

@@ -92,3 +92,12 @@ Deno.test("a config file that is not JSON is a usage error naming the file", () 
   Deno.writeTextFileSync(`${dir}/bad.json`, "{nope");
   expectUsage(() => resolveConfig({ configFile: `${dir}/bad.json` }), `${dir}/bad.json`);
 });
+
+Deno.test("--model tiny fills the try-out preset only where the user set nothing", () => {
+  const c = resolveConfig({ flags: { model: { name: "tiny" } }, sets: ["training.learning_rate=1e-4"] });
+  assertEq(c.training.max_steps, 16, "preset max_steps");
+  assertEq(c.training.learning_rate, 1e-4, "user value wins");
+  assertEq(c.model.max_sequence_length, 192, "preset seq");
+  const real = resolveConfig({});
+  assertEq(real.training.max_steps, -1, "no preset for the real model");
+});
