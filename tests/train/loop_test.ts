@@ -1,4 +1,11 @@
-import { epochWindows, type LoopHooks, newTrainerState, type TrainBatch, type TrainEngine, trainLoop } from "../../src/train/loop.ts";
+import {
+  epochWindows,
+  type LoopHooks,
+  newTrainerState,
+  type TrainBatch,
+  type TrainEngine,
+  trainLoop,
+} from "../../src/train/loop.ts";
 import { planSteps } from "../../src/train/schedule.ts";
 import { TrainingSchema } from "../../src/config/schema.ts";
 import type { AdamWHyper } from "../../src/train/optimizer.ts";
@@ -60,7 +67,9 @@ function hooks(nBatches: number, saved: number[], opts: { interruptAt?: number }
 
 Deno.test("epoch windows: full windows then a trailing partial one", () => {
   const w = epochWindows(10, 8);
-  if (JSON.stringify(w) !== JSON.stringify([[0, 1, 2, 3, 4, 5, 6, 7], [8, 9]])) throw new Error(JSON.stringify(w));
+  if (JSON.stringify(w) !== JSON.stringify([[0, 1, 2, 3, 4, 5, 6, 7], [8, 9]])) {
+    throw new Error(JSON.stringify(w));
+  }
 });
 
 Deno.test("loop: 10 batches, accumulation 8 -> 2 steps per epoch, token-normalized loss, LR schedule", async () => {
@@ -69,7 +78,9 @@ Deno.test("loop: 10 batches, accumulation 8 -> 2 steps per epoch, token-normaliz
   const engine = new FakeEngine();
   const saved: number[] = [];
   const r = await trainLoop(engine, t, plan, newTrainerState(t, plan), hooks(10, saved));
-  if (r.reason !== "completed" || r.state.global_step !== 6) throw new Error(`${r.reason} ${r.state.global_step}`);
+  if (r.reason !== "completed" || r.state.global_step !== 6) {
+    throw new Error(`${r.reason} ${r.state.global_step}`);
+  }
   if (engine.steps.map((s) => s.scales.length).join() !== "8,2,8,2,8,2") throw new Error("window sizes");
   // Window 1 of epoch 0 holds batches 0..7 with targets 1,2,3,1,2,3,1,2 = 15
   if (Math.abs(engine.steps[0].scales[0] - 1 / 15) > 1e-15) throw new Error("grad scale");
@@ -84,8 +95,16 @@ Deno.test("loop: interrupt saves a checkpoint and stops", async () => {
   const t = TrainingSchema.parse({ num_train_epochs: 3 });
   const plan = planSteps(37, t);
   const saved: number[] = [];
-  const r = await trainLoop(new FakeEngine(), t, plan, newTrainerState(t, plan), hooks(10, saved, { interruptAt: 3 }));
-  if (r.reason !== "interrupted" || r.state.global_step !== 3 || saved.at(-1) !== 3) throw new Error(`${r.reason} ${saved}`);
+  const r = await trainLoop(
+    new FakeEngine(),
+    t,
+    plan,
+    newTrainerState(t, plan),
+    hooks(10, saved, { interruptAt: 3 }),
+  );
+  if (r.reason !== "interrupted" || r.state.global_step !== 3 || saved.at(-1) !== 3) {
+    throw new Error(`${r.reason} ${saved}`);
+  }
 });
 
 Deno.test("loop: NaN loss fires the watchdog, restores and saves the last good step", async () => {
@@ -95,7 +114,9 @@ Deno.test("loop: NaN loss fires the watchdog, restores and saves the last good s
   engine.nanAtStep = 3;
   const saved: number[] = [];
   const r = await trainLoop(engine, t, plan, newTrainerState(t, plan), hooks(10, saved));
-  if (r.reason !== "watchdog" || engine.restored !== 1 || saved.at(-1) !== 2) throw new Error(`${r.reason} ${saved}`);
+  if (r.reason !== "watchdog" || engine.restored !== 1 || saved.at(-1) !== 2) {
+    throw new Error(`${r.reason} ${saved}`);
+  }
   if (!r.message?.includes("step 3")) throw new Error(r.message);
 });
 
