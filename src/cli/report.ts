@@ -1,14 +1,82 @@
-/** `maieutic report`: not built yet (see the open issues). */
-import { CONFIG_HELP, CONFIG_OPTIONS, parse } from "./args.ts";
+/**
+ * `maieutic report models/{ver}`: regenerates logs/metrics_plot.png and logs/metrics_plot.html of a run from its
+ * logs/training_metrics.csv alone (model name from model/training_config.json when present). No browser, network
+ * or system fonts (src/report/plot.ts).
+ */
+import { parse } from "./args.ts";
+import { UsageError } from "./errors.ts";
+import {
+  closeReportRenderer,
+  DEFAULT_HEIGHT,
+  DEFAULT_WIDTH,
+  renderReport,
+  reportPaths,
+} from "../report/plot.ts";
 
-const USAGE = "maieutic report [options]";
+const USAGE = "maieutic report <run-dir> [--width PX] [--height PX] [--scale N] [--live]";
 
-export function run(args: string[]): Promise<number> {
-  const { values } = parse(args, CONFIG_OPTIONS, USAGE);
-  if (values.help) {
-    console.log(`${USAGE}\n\n${CONFIG_HELP}`);
-    return Promise.resolve(0);
+const HELP = `${USAGE}
+
+Re-renders <run-dir>/logs/metrics_plot.png and <run-dir>/logs/metrics_plot.html from
+<run-dir>/logs/training_metrics.csv (e.g. maieutic report models/1gouki).
+
+  --width PX     figure width in CSS px (default ${DEFAULT_WIDTH})
+  --height PX    figure height in CSS px (default ${DEFAULT_HEIGHT})
+  --scale N      PNG pixels per CSS px (default 1; 2 for a sharper image)
+  --live         the HTML keeps refreshing its data (as while training runs)`;
+
+const OPTIONS = {
+  width: { type: "string" },
+  height: { type: "string" },
+  scale: { type: "string" },
+  live: { type: "boolean" },
+} as const;
+
+function number(name: string, v: unknown, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} expects a number in [${min}, ${max}], got "${v}"\nusage: ${USAGE}`);
   }
-  console.error("maieutic report is not implemented yet");
-  return Promise.resolve(1);
+  return n;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, OPTIONS, USAGE, true);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    throw new UsageError(`expected one run directory (e.g. models/1gouki)\nusage: ${USAGE}`);
+  }
+  const runDir = positionals[0];
+  const width = number("width", values.width, 200, 8000);
+  const height = number("height", values.height, 200, 8000);
+  const scale = number("scale", values.scale, 0.1, 8);
+  const csv = reportPaths(runDir).csv;
+  try {
+    const st = await Deno.stat(csv);
+    if (!st.isFile) throw new Error("not a file");
+  } catch {
+    throw new UsageError(
+      `${csv} not found: give a run directory written by \`maieutic train\` (it holds logs/training_metrics.csv)`,
+    );
+  }
+  try {
+    const r = await renderReport(runDir, {
+      width,
+      height,
+      scale,
+      live: values.live === true,
+      inProcess: true,
+    });
+    console.log(
+      `wrote ${r.png} and ${r.html} ` +
+        `(${r.rows} rows, ${r.traces} traces, ${Math.round(r.ms)} ms)`,
+    );
+  } finally {
+    await closeReportRenderer();
+  }
+  return 0;
 }
