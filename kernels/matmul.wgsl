@@ -5,6 +5,8 @@
 // Batched over workgroup z with element strides sa/sb/sc; offA/offB/offC select views of larger buffers.
 // A_T/B_T/C_T are substituted by the host (f32 or f16). Each workgroup computes a BM×BN tile (WG_Y*TM × WG_X*TN)
 // stepping over K in TK-wide slices staged in workgroup memory; each invocation accumulates TM×TN outputs.
+// TM (rows per invocation) is chosen by the host from M: 4 for big products, 1 or 2 when M is small (decode,
+// a few rows against the 256k-row embedding) so that a 64-row tile does not compute mostly padding.
 
 struct Params {
   M: u32, N: u32, K: u32, lda: u32,
@@ -15,12 +17,12 @@ struct Params {
 
 override TRANS_A: u32 = 0u;
 override TRANS_B: u32 = 0u;
-override WG_X: u32 = 16u;
-override WG_Y: u32 = 16u;
-const TM: u32 = 4u;
+override TM: u32 = 4u;
+const WG_X: u32 = 16u;
+const WG_Y: u32 = 16u;
 const TN: u32 = 4u;
 const TK: u32 = 16u;
-const BM: u32 = 64u; // WG_Y * TM with the default workgroup
+override BM: u32 = WG_Y * TM;
 const BN: u32 = 64u; // WG_X * TN
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,7 +30,7 @@ const BN: u32 = 64u; // WG_X * TN
 @group(0) @binding(2) var<storage, read> B: array<B_T>;
 @group(0) @binding(3) var<storage, read_write> C: array<C_T>;
 
-var<workgroup> As: array<f32, 1024>; // BM * TK, laid out [k][m]
+var<workgroup> As: array<f32, BM * TK>; // laid out [k][m]
 var<workgroup> Bs: array<f32, 1024>; // BN * TK, laid out [k][n]
 
 fn loadA(b: u32, m: u32, k: u32) -> f32 {
@@ -67,7 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      var a: array<f32, 4>;
+      var a: array<f32, 4>; // TM ≤ 4
       var bv: array<f32, 4>;
       for (var i = 0u; i < TM; i++) { a[i] = As[k * BM + lid.y * TM + i]; }
       for (var j = 0u; j < TN; j++) { bv[j] = Bs[k * BN + lid.x * TN + j]; }

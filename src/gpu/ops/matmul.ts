@@ -40,14 +40,19 @@ export interface MatmulShape {
   cType?: Elem;
 }
 
+/** Rows per invocation: the tile is 16·TM rows tall, so small M (decode, short batches) wastes little. */
+export function matmulRowsPerThread(M: number): number {
+  return M <= 16 ? 1 : M <= 32 ? 2 : 4;
+}
+
 export function matmulKernel(
   gpu: Gpu,
-  s: Pick<MatmulShape, "transA" | "transB" | "aType" | "bType" | "cType">,
+  s: Pick<MatmulShape, "transA" | "transB" | "aType" | "bType" | "cType"> & { M?: number },
 ): Kernel {
   return getKernel(gpu, {
     file: "matmul.wgsl",
     code: source,
-    constants: { TRANS_A: s.transA ? 1 : 0, TRANS_B: s.transB ? 1 : 0 },
+    constants: { TRANS_A: s.transA ? 1 : 0, TRANS_B: s.transB ? 1 : 0, TM: matmulRowsPerThread(s.M ?? 64) },
     types: { A_T: s.aType ?? "f32", B_T: s.bType ?? "f32", C_T: s.cType ?? "f32" },
   });
 }
@@ -76,7 +81,8 @@ export function matmulParams(s: MatmulShape): ParamValue[] {
 
 export function matmul(rec: Recorder, A: Binding, B: Binding, C: Binding, s: MatmulShape): void {
   const k = matmulKernel(rec.gpu, s);
-  rec.dispatch(k, [A, B, C], matmulParams(s), [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
+  const rows = 16 * matmulRowsPerThread(s.M);
+  rec.dispatch(k, [A, B, C], matmulParams(s), [Math.ceil(s.N / TILE), Math.ceil(s.M / rows), s.batch ?? 1]);
 }
 
 /** Useful work in FLOP for benchmarks. */
