@@ -4,6 +4,7 @@
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { getGpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
+import { describeModel } from "../hub/load.ts";
 
 const USAGE = "maieutic info [--json] [config flags]";
 
@@ -17,6 +18,10 @@ export async function run(args: string[]): Promise<number> {
   }
   const config = configFromArgs(values);
   const gpu = await getGpu();
+  // The model is described only when asked for (--model): the default is a gated Hub download.
+  const model = typeof values.model === "string"
+    ? await describeModel(config.model.name, config.quantization, { progress: false })
+    : null;
   const features = Object.fromEntries(
     WANTED_FEATURES.map((f) => [f, gpu.device.features.has(f as GPUFeatureName)]),
   );
@@ -31,6 +36,17 @@ export async function run(args: string[]): Promise<number> {
       matmul_operands: config.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16 ? "f16" : "f32",
       accumulation: "f32",
     },
+    model: model
+      ? {
+        source: model.source,
+        revision: model.revision ?? null,
+        dir: model.dir,
+        random_weights: model.randomWeights,
+        cache: model.cachePath ?? null,
+        tensors: model.names.length,
+        config: model.config,
+      }
+      : null,
     config,
   };
   if (values.json) {
@@ -49,6 +65,17 @@ export async function run(args: string[]): Promise<number> {
     console.log(`  ${k.padEnd(36)}${/Size$/.test(k) && v >= 2 ** 20 ? mib(v) : v}`);
   }
   console.log(`compute   matmul operands ${info.compute.matmul_operands}, accumulation f32`);
+  if (info.model) {
+    const c = info.model.config;
+    console.log(`model     ${info.model.source}${info.model.revision ? `@${info.model.revision}` : ""}${
+      info.model.random_weights ? " (random weights, made on the GPU)" : ""
+    }`);
+    console.log(
+      `  ${c.num_hidden_layers} layers, hidden ${c.hidden_size}, intermediate ${c.intermediate_size}, heads ${c.num_attention_heads}/${c.num_key_value_heads} kv, head_dim ${c.head_dim}, vocab ${c.vocab_size}, sliding window ${c.sliding_window}`,
+    );
+    if (info.model.dir) console.log(`  files ${info.model.dir}`);
+    if (info.model.cache) console.log(`  quantized cache ${info.model.cache}`);
+  }
   console.log("config");
   console.log(JSON.stringify(config, null, 2).split("\n").map((l) => "  " + l).join("\n"));
   return 0;

@@ -57,7 +57,7 @@ export async function openSession(
   const dtype = computeType(cfg, gpu);
   const weights = src.randomWeights
     ? randomWeights(gpu, pool, src.config, dtype, cfg.quantization.load_in_4bit)
-    : await buildWeights(gpu, pool, src.config, dtype, src.tensors());
+    : await buildWeights(gpu, pool, src.config, dtype, src.tensors()).finally(() => src.close());
   const engine = new Gemma2Engine(gpu, pool, weights, opts.lora, {
     maxBatch: opts.maxBatch,
     maxSeq: opts.maxSeq,

@@ -29,11 +29,13 @@ import { type ChatTokenizer, loadTokenizer } from "../tokenizer/tokenizer.ts";
 import { tinyChatTokenizer } from "../tokenizer/tiny.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { MetricsCsv } from "../report/metrics_csv.ts";
+import { closeReportRenderer, ReportScheduler } from "../report/plot.ts";
 import { listCheckpoints, pruneCheckpoints, readCheckpointState, saveCheckpoint } from "./checkpoint.ts";
 import { type EvalResult, type LoopResult, newTrainerState, type TrainBatch, trainLoop } from "./loop.ts";
 import { planSteps } from "./schedule.ts";
 import type { RngState, TrainerState } from "./state.ts";
-import { evalLoss, GpuTrainEngine } from "./step_engine.ts";
+import { GpuTrainEngine } from "./step_engine.ts";
+import { evalContextsFrom, evaluateStep } from "../eval/in_training.ts";
 import { versions } from "../util/versions.ts";
 
 export interface TrainOptions {
@@ -241,12 +243,15 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     t.per_device_eval_batch_size,
     tok.padId,
   );
+  // Eval loss + generation and the Socratic metrics (src/eval/in_training.ts); samples go to logs/samples/.
+  const evalContexts = evalContextsFrom(evalDialogues ?? (split?.eval ?? []).map((i) => dialogues[i]));
   const evaluate = evalBatches.length
-    ? async (_step: number): Promise<EvalResult> => {
-      const { lossSum, count } = await evalLoss(engine, evalBatches);
-      const eval_loss = count > 0 ? lossSum / count : NaN;
-      return { eval_loss, eval_perplexity: Math.exp(eval_loss) };
-    }
+    ? (step: number): Promise<EvalResult> =>
+      evaluateStep(engine, tok, evalBatches, evalContexts, {
+        step,
+        logsDir: paths.logsDir,
+        generation: { contexts: t.eval_generate_samples, seed: t.seed, maxPromptTokens: maxLen },
+      })
     : undefined;
   let stop = false;
   const onSignal = () => {
@@ -279,6 +284,10 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     await pruneCheckpoints(paths.modelDir, t.save_total_limit, best);
     return dir;
   };
+  // The plots are re-rendered after every eval in a worker, never stalling the GPU work (src/report/plot.ts).
+  const plots = new ReportScheduler(paths.runDir, { live: true, modelName: source.source }, (e) => {
+    console.error(`warning: could not render the metrics plot: ${(e as Error).message}`);
+  });
   const runStart = performance.now();
   const stepsAtStart = state.global_step;
   const log = async (entry: Record<string, number | undefined>, st: TrainerState) => {
@@ -288,6 +297,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       console.log(JSON.stringify(entry));
       return;
     }
+    if (entry.eval_loss !== undefined) plots.request();
     if (entry.eval_loss !== undefined) {
       progress.done();
       console.log(
@@ -383,7 +393,9 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     versions: versions(),
   };
   await writeJsonAtomic(join(paths.logsDir, "training_summary.json"), summary);
-  await renderPlots(paths.runDir);
+  plots.request({ live: false });
+  await plots.idle();
+  await closeReportRenderer();
   say(
     [
       `${result.reason === "completed" ? "done" : result.reason}: ${st.global_step}/${plan.totalSteps} steps in ${
@@ -404,14 +416,4 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     return 1;
   }
   return 0;
-}
-
-/** Renders logs/metrics_plot.png and .html (src/report); a failure to plot never fails the run. */
-async function renderPlots(runDir: string): Promise<void> {
-  try {
-    const mod = await import("../report/plot.ts");
-    await mod.renderReport(runDir);
-  } catch (e) {
-    console.error(`warning: could not render the metrics plot: ${(e as Error).message}`);
-  }
 }

@@ -42,3 +42,12 @@ Deno.test("info prints the adapter, features and limits", async () => {
   if (!(j.limits.maxStorageBufferBindingSize > 0)) throw new Error("limits missing");
   if (j.config.training.learning_rate !== 8e-5) throw new Error("config missing");
 });
+
+Deno.test("info --model tiny shows the built-in tiny model", async () => {
+  const r = await cli("info", "--model", "tiny", "--json");
+  if (r.code !== 0) throw new Error(r.err);
+  const j = JSON.parse(r.out);
+  if (j.model.source !== "tiny" || j.model.config.num_hidden_layers !== 4 || j.model.config.head_dim !== 24) {
+    throw new Error(JSON.stringify(j.model));
+  }
+});
