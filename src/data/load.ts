@@ -5,6 +5,7 @@
  * user/model and must alternate, starting with the user, with at least one model turn. All problems of a file
  * are collected and thrown together as one DataError (a UsageError, exit 2).
  */
+import { bundledData } from "./bundled.ts";
 import { basename, extname } from "node:path";
 import type { z } from "zod";
 import { UsageError } from "../cli/errors.ts";
@@ -36,10 +37,20 @@ export function modelVersion(dataPath: string): string {
 
 /** Reads and validates a dialogue file. Throws UsageError (DataError for content problems). */
 export async function loadDialogues(path: string): Promise<Dialogue[]> {
+  return parseDialogues(await readDataFile(path), path);
+}
+
+/**
+ * The bytes of a data file. The bundled default (data/dialogue/processed/1gouki.json) falls back to the copy
+ * embedded in the program when the file is not on disk (a compiled binary run outside a checkout).
+ */
+export async function readDataFile(path: string): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
+    const embedded = e instanceof Deno.errors.NotFound ? bundledData(path) : null;
+    if (embedded) return embedded;
     if (e instanceof Deno.errors.NotFound) {
       throw new UsageError(
         `${path}: data file not found (pass --data FILE with a dialogue file, JSON or JSONL)`,
@@ -50,7 +61,7 @@ export async function loadDialogues(path: string): Promise<Dialogue[]> {
     }
     throw new UsageError(`${path}: cannot read the data file (${(e as Error).message})`);
   }
-  return parseDialogues(bytes, path);
+  return bytes;
 }
 
 /** Parses and validates the contents of a dialogue file; `file` is used in messages. */

@@ -18,6 +18,7 @@ import {
   tokenizeDialogues,
 } from "../data/mod.ts";
 import { dataReport } from "../data/report.ts";
+import { readDataFile } from "../data/load.ts";
 import { getGpu } from "../gpu/device.ts";
 import { readF32 } from "../gpu/readback.ts";
 import { initLoraParams, type LoraParams } from "../lora/params.ts";
@@ -70,7 +71,7 @@ async function nonEmpty(dir: string): Promise<boolean> {
 }
 
 async function sha256File(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  const d = await crypto.subtle.digest("SHA-256", (await readDataFile(path)) as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
