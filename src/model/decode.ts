@@ -1,0 +1,487 @@
+/**
+ * Incremental decoding with a KV cache (DESIGN §8: generation for the eval metrics), on the weights and LoRA
+ * parameters of a Gemma2Engine (transformers 4.45 `modeling_gemma2.py` with a HybridCache; PEFT LoRA without
+ * dropout, as in eval mode).
+ *
+ *   prefill(prompt):  the whole prompt at once (positions 0..P−1, one sequence): the same ops as the engine's
+ *                     forward (flash attention over the prompt); every layer's k and v are then copied into
+ *                     each row of that layer's cache; the logits of the last position go to every row.
+ *   step(ids):        one token per row at position n (all rows share n): projections with tokens = rows,
+ *                     RoPE with pos0 = n, k/v appended to the cache by the projection itself (strided output),
+ *                     kernels/attention_decode.wgsl over the cached keys (sliding window on even layers),
+ *                     final norm and the softcapped logits [rows, V] (the fused head's `logits` output, vocab
+ *                     in chunks so 256000 works).
+ * Rows are independent sequences that share the prompt (greedy + K sampled continuations of one context):
+ * after the prefill every row's cache holds the prompt. Reading: `argmax()` (kernels/argmax.wgsl, 4 bytes per
+ * row) for greedy decoding, or `readLogits()` for sampling: one readback per generated token either way.
+ *
+ * Cache: per layer k and v [rows, maxLen, Hkv, D] f32 (sliding layers keep every position too; the kernel
+ * only visits the window). Everything is allocated through the engine's BufferPool (kind "decode") and given
+ * back by destroy().
+ */
+import argmaxSource from "../../kernels/argmax.wgsl" with { type: "text" };
+import decodeSource from "../../kernels/attention_decode.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { getKernel } from "../gpu/kernel.ts";
+import { f32 } from "../gpu/params.ts";
+import { readBuffer, readF32 } from "../gpu/readback.ts";
+import { type Binding, Recorder } from "../gpu/recorder.ts";
+import type { LoraTarget } from "../lora/params.ts";
+import { isSlidingLayer } from "./config.ts";
+import type { Gemma2Engine } from "./engine.ts";
+import { attentionForward } from "./ops/attention.ts";
+import {
+  acquireCrossEntropyScratch,
+  ceChunkFor,
+  type CrossEntropyScratch,
+  lmHeadCeForward,
+  releaseCrossEntropyScratch,
+} from "./ops/cross_entropy.ts";
+import { embedding } from "./ops/embedding.ts";
+import { geglu } from "./ops/geglu.ts";
+import { linearForward, type LoraBranch } from "./ops/linear.ts";
+import { rmsnorm } from "./ops/rmsnorm.ts";
+import { rope } from "./ops/rope.ts";
+import type { Projection } from "./weights.ts";
+
+export interface DecoderOptions {
+  /** Sequences decoded side by side (they share the prompt and the position). Default 1. */
+  rows?: number;
+  /** Longest sequence (prompt + fed generated tokens) the cache holds. */
+  maxLen: number;
+  /** Longest prompt prefill() takes (sizes the prefill activations). Default maxLen. */
+  maxPrompt?: number;
+}
+
+/** Invocations per workgroup of attention_decode.wgsl and its register budget (MAXE there). */
+const DECODE_WG = 64;
+const DECODE_MAXE = 8;
+const ARGMAX_WG = 256;
+
+export interface DecodeAttentionShape {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  /** Positions per sequence in the cache buffers (the row stride is maxLen·Hkv·D). */
+  maxLen: number;
+  /** Keys in the cache (the query is at position n − 1). */
+  n: number;
+  scale: number;
+  softcap: number | null;
+  /** Sliding window, or null for plain causal. */
+  window: number | null;
+}
+
+/**
+ * out [B, Hq, D] = attention of the single query q [B, Hq, D] at position n − 1 over the cached keys and
+ * values kc, vc [B, maxLen, Hkv, D] (kernels/attention_decode.wgsl).
+ */
+export function attentionDecode(
+  rec: Recorder,
+  q: Binding,
+  kc: Binding,
+  vc: Binding,
+  out: Binding,
+  s: DecodeAttentionShape,
+): void {
+  const ints = [s.B, s.Hq, s.Hkv, s.D, s.maxLen, s.n];
+  if (!ints.every((x) => Number.isInteger(x) && x >= 1)) {
+    throw new RangeError(`attentionDecode: B, Hq, Hkv, D, maxLen, n must be positive integers (${ints})`);
+  }
+  if (s.Hq % s.Hkv) throw new RangeError(`attentionDecode: Hq ${s.Hq} is not a multiple of Hkv ${s.Hkv}`);
+  if (s.n > s.maxLen) throw new RangeError(`attentionDecode: ${s.n} keys exceed the cache's ${s.maxLen}`);
+  if (Math.ceil(s.D / DECODE_WG) > DECODE_MAXE) {
+    throw new RangeError(`attentionDecode: head dim ${s.D} exceeds ${DECODE_WG * DECODE_MAXE}`);
+  }
+  if (s.window !== null && !(Number.isInteger(s.window) && s.window >= 1)) {
+    throw new RangeError(`attentionDecode: window must be a positive integer or null (${s.window})`);
+  }
+  const maxD = Math.max(DECODE_WG, Math.ceil(s.D / DECODE_WG) * DECODE_WG);
+  const k = getKernel(rec.gpu, {
+    file: "attention_decode.wgsl",
+    code: decodeSource,
+    constants: { WG: DECODE_WG, MAXD: maxD },
+  });
+  rec.dispatch(k, [q, kc, vc, out], [
+    s.B,
+    s.Hq,
+    s.Hkv,
+    s.D,
+    s.maxLen,
+    s.n,
+    s.window ?? 0,
+    s.softcap === null ? 0 : 1,
+    f32(s.scale),
+    f32(s.softcap ?? 1),
+  ], [s.Hq, s.B]);
+}
+
+/** ids[r] = argmax of logits row r ([rows, V] f32), the smallest index on ties (kernels/argmax.wgsl). */
+export function argmaxRows(
+  rec: Recorder,
+  logits: Binding,
+  ids: Binding,
+  s: { rows: number; V: number },
+): void {
+  const k = getKernel(rec.gpu, { file: "argmax.wgsl", code: argmaxSource, constants: { WG: ARGMAX_WG } });
+  rec.dispatch(k, [logits, ids], [s.rows, s.V], s.rows);
+}
+
+interface Acts {
+  rows: number;
+  x: GPUBuffer;
+  a: GPUBuffer;
+  q: GPUBuffer;
+  o: GPUBuffer;
+  p: GPUBuffer;
+  b: GPUBuffer;
+  g: GPUBuffer;
+  u: GPUBuffer;
+  m: GPUBuffer;
+  d: GPUBuffer;
+  rstd: GPUBuffer;
+  /** LoRA u = x·Aᵀ scratch [rows, r] (consumed by the next dispatch of the same projection). */
+  loraU: GPUBuffer;
+  /** Prefill only: the prompt's k and v [P, Hkv·D] before they are copied into every row of the cache. */
+  k?: GPUBuffer;
+  v?: GPUBuffer;
+}
+
+export class Decoder {
+  readonly rows: number;
+  readonly maxLen: number;
+  readonly maxPrompt: number;
+  /** Tokens in the cache (the next token goes to this position). */
+  length = 0;
+  private readonly gpu: Gpu;
+  private readonly owned: GPUBuffer[] = [];
+  private readonly kc: GPUBuffer[];
+  private readonly vc: GPUBuffer[];
+  private readonly pre: Acts;
+  private readonly dec: Acts;
+  private readonly ids: GPUBuffer;
+  private readonly lse: GPUBuffer;
+  private readonly hf: GPUBuffer;
+  private readonly logits: GPUBuffer;
+  private readonly nextIds: GPUBuffer;
+  private readonly ce: CrossEntropyScratch;
+  private readonly ceOut: { targets: GPUBuffer; lse: GPUBuffer; tokenLoss: GPUBuffer; loss: GPUBuffer };
+  private readonly branches = new Map<string, LoraBranch>();
+  private destroyed = false;
+
+  constructor(readonly engine: Gemma2Engine, opts: DecoderOptions) {
+    if (!engine.gpu) throw new Error("Decoder needs an engine on a GPU");
+    this.gpu = engine.gpu;
+    const c = engine.weights.config;
+    const rows = this.rows = opts.rows ?? 1;
+    const maxLen = this.maxLen = opts.maxLen;
+    const maxPrompt = this.maxPrompt = Math.min(opts.maxPrompt ?? maxLen, maxLen);
+    for (const [k, v] of Object.entries({ rows, maxLen, maxPrompt })) {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`Decoder: ${k} = ${v} must be a positive integer`);
+      }
+    }
+    const H = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim;
+    const KVD = c.num_key_value_heads * c.head_dim;
+    const r = engine.lora?.layout.r ?? 1;
+    const pool = engine.pool;
+    const buf = (label: string, bytes: number) => {
+      const b = pool.persistent(`decode.${label}`, "decode", Math.max(16, bytes));
+      this.owned.push(b);
+      return b;
+    };
+    const acts = (tag: string, n: number): Acts => ({
+      rows: n,
+      x: buf(`${tag}.x`, n * H * 4),
+      a: buf(`${tag}.a`, n * H * 4),
+      q: buf(`${tag}.q`, n * QD * 4),
+      o: buf(`${tag}.o`, n * QD * 4),
+      p: buf(`${tag}.p`, n * H * 4),
+      b: buf(`${tag}.b`, n * H * 4),
+      g: buf(`${tag}.g`, n * I * 4),
+      u: buf(`${tag}.u`, n * I * 4),
+      m: buf(`${tag}.m`, n * I * 4),
+      d: buf(`${tag}.d`, n * H * 4),
+      rstd: buf(`${tag}.rstd`, n * 4),
+      loraU: buf(`${tag}.loraU`, n * r * 4),
+    });
+    this.kc = [];
+    this.vc = [];
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      this.kc.push(buf(`k${l}`, rows * maxLen * KVD * 4));
+      this.vc.push(buf(`v${l}`, rows * maxLen * KVD * 4));
+    }
+    this.pre = acts("prefill", maxPrompt);
+    this.pre.k = buf("prefill.k", maxPrompt * KVD * 4);
+    this.pre.v = buf("prefill.v", maxPrompt * KVD * 4);
+    this.dec = acts("step", rows);
+    this.ids = buf("ids", Math.max(maxPrompt, rows) * 4);
+    this.lse = buf("lse", c.num_attention_heads * maxPrompt * 4);
+    this.hf = buf("hf", rows * H * 4);
+    this.logits = buf("logits", rows * c.vocab_size * 4);
+    this.nextIds = buf("nextIds", rows * 4);
+    const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
+    if (rows * c.vocab_size * 4 > maxBinding) {
+      throw new RangeError(`Decoder: ${rows} rows of ${c.vocab_size} logits exceed one storage binding`);
+    }
+    this.ce = acquireCrossEntropyScratch(pool, rows, ceChunkFor(rows, maxBinding));
+    this.ceOut = {
+      targets: buf("targets", rows * 4),
+      lse: buf("ce.lse", rows * 4),
+      tokenLoss: buf("ce.tokenLoss", rows * 4),
+      loss: buf("ce.loss", 16),
+    };
+    // No targets: the head's loss outputs are unused, only its logits.
+    this.gpu.device.queue.writeBuffer(this.ceOut.targets, 0, new Int32Array(rows).fill(-100));
+    const lora = engine.lora;
+    if (lora) {
+      for (const m of lora.layout.modules) {
+        this.branches.set(`${m.layer}.${m.module}`, {
+          A: { buffer: lora.param, offset: m.A.offset * 4, size: m.A.size * 4 },
+          B: { buffer: lora.param, offset: m.B.offset * 4, size: m.B.size * 4 },
+          r: lora.layout.r,
+          scaling: lora.scaling,
+          dropout: null, // eval mode: no dropout (PEFT nn.Dropout in eval())
+        });
+      }
+    }
+  }
+
+  /** Frees every buffer (the decoder is unusable afterwards). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const b of this.owned) this.engine.pool.destroy(b);
+    releaseCrossEntropyScratch(this.engine.pool, this.ce);
+  }
+
+  private check(): void {
+    if (this.destroyed) throw new Error("Decoder used after destroy()");
+  }
+
+  private validIds(ids: readonly number[]): Uint32Array<ArrayBuffer> {
+    const V = this.engine.weights.config.vocab_size;
+    const out = new Uint32Array(ids.length);
+    ids.forEach((id, i) => {
+      if (!(Number.isInteger(id) && id >= 0 && id < V)) {
+        throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary (${V})`);
+      }
+      out[i] = id;
+    });
+    return out;
+  }
+
+  private proj(
+    rec: Recorder,
+    l: number,
+    p: Projection,
+    x: Binding,
+    y: Binding,
+    acts: Acts,
+    tokens: number,
+    out?: { ldy: number; offY: number },
+  ): void {
+    const weight = this.engine.weights.layers[l].proj[p];
+    const lora = this.branches.get(`${l}.${p as LoraTarget}`) ?? null;
+    linearForward(rec, { x, weight, lora, y, u: lora ? acts.loraU : null }, {
+      tokens,
+      inF: weight.shape[1],
+      outF: weight.shape[0],
+      compute: this.engine.opts.compute,
+      ...out,
+    });
+  }
+
+  /**
+   * Records one layer over `tokens` rows of acts.x (in place: x becomes the layer's output). k and v go into
+   * kOut / vOut through `kv` (row stride and offset in elements), then `attend` records the attention into o.
+   */
+  private layer(
+    rec: Recorder,
+    l: number,
+    acts: Acts,
+    tokens: number,
+    kOut: GPUBuffer,
+    vOut: GPUBuffer,
+    kv: { ldy: number; offY: number },
+    ropeShape: { B: number; T: number; pos0: number },
+    attend: () => void,
+  ): void {
+    const c = this.engine.weights.config;
+    const W = this.engine.weights.layers[l];
+    const H = c.hidden_size, eps = c.rms_norm_eps, D = c.head_dim;
+    const norm = { rows: tokens, dim: H, eps };
+    rmsnorm(rec, acts.x, W.norms.input_layernorm, acts.a, acts.rstd, norm);
+    this.proj(rec, l, "q_proj", acts.a, acts.q, acts, tokens);
+    this.proj(rec, l, "k_proj", acts.a, kOut, acts, tokens, kv);
+    this.proj(rec, l, "v_proj", acts.a, vOut, acts, tokens, kv);
+    const inv = this.engine.weights.invFreq;
+    rope(rec, acts.q, inv, { ...ropeShape, H: c.num_attention_heads, D });
+    rope(rec, kOut, inv, {
+      ...ropeShape,
+      H: c.num_key_value_heads,
+      D,
+      stride: kv.ldy,
+      offset: kv.offY,
+    });
+    attend();
+    this.proj(rec, l, "o_proj", acts.o, acts.p, acts, tokens);
+    // x = x + post_attn_norm(o_proj(o)); then x = x + post_ffw_norm(mlp(pre_ffw_norm(x))) (fused residual adds)
+    rmsnorm(rec, acts.p, W.norms.post_attention_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
+    rmsnorm(rec, acts.x, W.norms.pre_feedforward_layernorm, acts.b, acts.rstd, norm);
+    this.proj(rec, l, "gate_proj", acts.b, acts.g, acts, tokens);
+    this.proj(rec, l, "up_proj", acts.b, acts.u, acts, tokens);
+    geglu(rec, acts.g, acts.u, acts.m, { rows: tokens, cols: c.intermediate_size });
+    this.proj(rec, l, "down_proj", acts.m, acts.d, acts, tokens);
+    rmsnorm(rec, acts.d, W.norms.post_feedforward_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
+  }
+
+  /** Final norm of hf's source rows (already in this.hf) and the softcapped logits [rows, V]. */
+  private head(rec: Recorder, x: Binding): void {
+    const c = this.engine.weights.config;
+    const H = c.hidden_size;
+    rmsnorm(rec, x, this.engine.weights.finalNorm, this.hf, this.dec.rstd, {
+      rows: this.rows,
+      dim: H,
+      eps: c.rms_norm_eps,
+    });
+    lmHeadCeForward(
+      rec,
+      {
+        h: this.hf,
+        table: this.engine.weights.embed,
+        targets: this.ceOut.targets,
+        lse: this.ceOut.lse,
+        tokenLoss: this.ceOut.tokenLoss,
+        loss: this.ceOut.loss,
+        logits: this.logits,
+      },
+      this.ce,
+      {
+        N: this.rows,
+        dim: H,
+        V: c.vocab_size,
+        tableType: this.engine.weights.dtype,
+        softcap: c.final_logit_softcapping ?? null,
+      },
+    );
+  }
+
+  private attnCommon() {
+    const c = this.engine.weights.config;
+    return {
+      Hq: c.num_attention_heads,
+      Hkv: c.num_key_value_heads,
+      D: c.head_dim,
+      scale: c.query_pre_attn_scalar ** -0.5,
+      softcap: c.attn_logit_softcapping ?? null,
+    };
+  }
+
+  /**
+   * Starts every row over with `prompt` (positions 0..P−1): fills the caches and leaves the logits of the
+   * prompt's last position in every row. Submits; nothing is read back.
+   */
+  prefill(prompt: readonly number[]): void {
+    this.check();
+    const P = prompt.length;
+    if (P < 1) throw new RangeError("prefill: empty prompt");
+    if (P > this.maxPrompt) {
+      throw new RangeError(`prefill: ${P} prompt tokens exceed maxPrompt ${this.maxPrompt}`);
+    }
+    const c = this.engine.weights.config;
+    const H = c.hidden_size, KVD = c.num_key_value_heads * c.head_dim;
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.ids, 0, this.validIds(prompt));
+    const rec = new Recorder(this.gpu, { label: "decode-prefill" });
+    const acts = this.pre;
+    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
+      tokens: P,
+      dim: H,
+      scale: Math.sqrt(H),
+      format: this.engine.weights.dtype,
+    });
+    const common = this.attnCommon();
+    const kvBytes = P * KVD * 4;
+    const rowBytes = this.maxLen * KVD * 4;
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const k = acts.k!, v = acts.v!;
+      this.layer(rec, l, acts, P, k, v, { ldy: KVD, offY: 0 }, { B: 1, T: P, pos0: 0 }, () => {
+        attentionForward(rec, acts.q, k, v, acts.o, this.lse, null, {
+          B: 1,
+          T: P,
+          ...common,
+          window: isSlidingLayer(l) ? c.sliding_window : null,
+        });
+      });
+      // Every row's cache starts with the prompt. (Later layers overwrite k and v only after these copies.)
+      for (let b = 0; b < this.rows; b++) {
+        rec.copy(k, 0, this.kc[l], b * rowBytes, kvBytes);
+        rec.copy(v, 0, this.vc[l], b * rowBytes, kvBytes);
+      }
+    }
+    // The last position's hidden state goes to every row of the head's input.
+    for (let b = 0; b < this.rows; b++) rec.copy(acts.x, (P - 1) * H * 4, this.dec.x, b * H * 4, H * 4);
+    this.head(rec, this.dec.x);
+    rec.submit();
+    this.length = P;
+  }
+
+  /** Feeds one token per row at position `length` and leaves the next logits [rows, V]. Submits. */
+  step(ids: readonly number[]): void {
+    this.check();
+    if (this.length < 1) throw new Error("step: call prefill() first");
+    if (ids.length !== this.rows) throw new RangeError(`step: ${ids.length} ids for ${this.rows} rows`);
+    if (this.length >= this.maxLen) {
+      throw new RangeError(`step: the cache is full (${this.maxLen} positions)`);
+    }
+    const c = this.engine.weights.config;
+    const H = c.hidden_size, KVD = c.num_key_value_heads * c.head_dim;
+    const n = this.length;
+    this.gpu.device.queue.writeBuffer(this.ids, 0, this.validIds(ids));
+    const rec = new Recorder(this.gpu, { label: "decode-step" });
+    const acts = this.dec;
+    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
+      tokens: this.rows,
+      dim: H,
+      scale: Math.sqrt(H),
+      format: this.engine.weights.dtype,
+    });
+    const common = this.attnCommon();
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      // Row b's new k/v land at cache[b, n]: row stride maxLen·KVD, offset n·KVD.
+      const kv = { ldy: this.maxLen * KVD, offY: n * KVD };
+      this.layer(rec, l, acts, this.rows, this.kc[l], this.vc[l], kv, { B: this.rows, T: 1, pos0: n }, () => {
+        attentionDecode(rec, acts.q, this.kc[l], this.vc[l], acts.o, {
+          B: this.rows,
+          ...common,
+          maxLen: this.maxLen,
+          n: n + 1,
+          window: isSlidingLayer(l) ? c.sliding_window : null,
+        });
+      });
+    }
+    this.head(rec, acts.x);
+    rec.submit();
+    this.length = n + 1;
+  }
+
+  /** The current logits, one Float32Array [V] per row (one readback). */
+  async readLogits(): Promise<Float32Array[]> {
+    this.check();
+    const V = this.engine.weights.config.vocab_size;
+    const all = await readF32(this.gpu, this.logits, 0, this.rows * V);
+    return Array.from({ length: this.rows }, (_, b) => all.subarray(b * V, (b + 1) * V));
+  }
+
+  /** The argmax of each row's current logits (greedy decoding): one readback of 4 bytes per row. */
+  async argmax(): Promise<number[]> {
+    this.check();
+    const V = this.engine.weights.config.vocab_size;
+    const rec = new Recorder(this.gpu, { label: "decode-argmax" });
+    argmaxRows(rec, this.logits, this.nextIds, { rows: this.rows, V });
+    rec.submit();
+    return Array.from(new Uint32Array(await readBuffer(this.gpu, this.nextIds, 0, this.rows * 4)));
+  }
+}
