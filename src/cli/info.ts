@@ -67,9 +67,11 @@ export async function run(args: string[]): Promise<number> {
   console.log(`compute   matmul operands ${info.compute.matmul_operands}, accumulation f32`);
   if (info.model) {
     const c = info.model.config;
-    console.log(`model     ${info.model.source}${info.model.revision ? `@${info.model.revision}` : ""}${
-      info.model.random_weights ? " (random weights, made on the GPU)" : ""
-    }`);
+    console.log(
+      `model     ${info.model.source}${info.model.revision ? `@${info.model.revision}` : ""}${
+        info.model.random_weights ? " (random weights, made on the GPU)" : ""
+      }`,
+    );
     console.log(
       `  ${c.num_hidden_layers} layers, hidden ${c.hidden_size}, intermediate ${c.intermediate_size}, heads ${c.num_attention_heads}/${c.num_key_value_heads} kv, head_dim ${c.head_dim}, vocab ${c.vocab_size}, sliding window ${c.sliding_window}`,
     );

@@ -2,7 +2,8 @@
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { runTraining } from "../train/run.ts";
 
-const USAGE = "maieutic train [--model M] [--data FILE] [--resume [CHECKPOINT]] [--overwrite] [--json-logs] [options]";
+const USAGE =
+  "maieutic train [--model M] [--data FILE] [--resume [CHECKPOINT]] [--overwrite] [--json-logs] [options]";
 
 const HELP = `${USAGE}
 
@@ -26,8 +27,9 @@ export function normalizeResume(args: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    if (a === "--resume" && (i + 1 >= args.length || args[i + 1].startsWith("-"))) out.push("--resume=latest");
-    else out.push(a);
+    if (a === "--resume" && (i + 1 >= args.length || args[i + 1].startsWith("-"))) {
+      out.push("--resume=latest");
+    } else out.push(a);
   }
   return out;
 }

@@ -111,16 +111,6 @@ export interface ForwardCapture {
   labelLogprob?: Binding;
 }
 
-const PROJ_OF_TARGET: Record<LoraTarget, Projection> = {
-  q_proj: "q_proj",
-  k_proj: "k_proj",
-  v_proj: "v_proj",
-  o_proj: "o_proj",
-  gate_proj: "gate_proj",
-  up_proj: "up_proj",
-  down_proj: "down_proj",
-};
-
 export class Gemma2Engine {
   readonly N: number;
   /** Layer inputs x_0..x_{L-1} and the last layer's output x_L (hidden_states before the final norm). */

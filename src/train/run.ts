@@ -181,7 +181,10 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     lora = initLoraParams(source.config, cfg.lora, t.seed);
   }
   const plan = planSteps(trainExamples.length, t);
-  const seqMax = Math.max(...trainExamples.map((e) => e.inputIds.length), ...evalExamples.map((e) => e.inputIds.length));
+  const seqMax = Math.max(
+    ...trainExamples.map((e) => e.inputIds.length),
+    ...evalExamples.map((e) => e.inputIds.length),
+  );
   const started = performance.now();
   const session = await openSession(cfg, {
     maxBatch: Math.max(t.per_device_train_batch_size, t.per_device_eval_batch_size),
@@ -197,7 +200,9 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     const m = tensors.get("exp_avg")?.data as Float32Array | undefined;
     const v = tensors.get("exp_avg_sq")?.data as Float32Array | undefined;
     if (!m || !v || m.length !== opt.n || v.length !== opt.n) {
-      throw new UsageError(`${resumeDir}/optimizer.safetensors does not fit this model and LoRA configuration`);
+      throw new UsageError(
+        `${resumeDir}/optimizer.safetensors does not fit this model and LoRA configuration`,
+      );
     }
     gpu.device.queue.writeBuffer(opt.m, 0, m as Float32Array<ArrayBuffer>);
     gpu.device.queue.writeBuffer(opt.v, 0, v as Float32Array<ArrayBuffer>);
@@ -212,28 +217,44 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     lora_dropout: cfg.lora.lora_dropout,
     target_modules: cfg.lora.target_modules,
   });
-  const configHash = (await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(cfg))));
-  const configHashHex = Array.from(new Uint8Array(configHash).slice(0, 8), (b) => b.toString(16).padStart(2, "0"))
+  const configHash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(cfg)));
+  const configHashHex = Array.from(
+    new Uint8Array(configHash).slice(0, 8),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
     .join("");
   await writeJsonAtomic(join(paths.modelDir, "training_config.json"), {
     ...cfg,
     resolved_data: resolve(cfg.data),
     data_sha256: await sha256File(cfg.data),
-    model_source: { name: source.source, revision: source.revision ?? null, random_weights: source.randomWeights },
+    model_source: {
+      name: source.source,
+      revision: source.revision ?? null,
+      random_weights: source.randomWeights,
+    },
     config_hash: configHashHex,
     plan,
     versions: versions(),
   });
 
   // ---- hooks ----
-  const csv = await MetricsCsv.open(join(paths.logsDir, "training_metrics.csv"), resumed ? state.global_step : undefined);
+  const csv = await MetricsCsv.open(
+    join(paths.logsDir, "training_metrics.csv"),
+    resumed ? state.global_step : undefined,
+  );
   let epochCache: { epoch: number; batches: TrainBatch[] } | null = null;
   const batchesForEpoch = (epoch: number): TrainBatch[] => {
     if (epochCache?.epoch !== epoch) {
       const order = epochOrder(trainExamples.length, t.seed, epoch);
       epochCache = {
         epoch,
-        batches: makeBatches(trainExamples, order, t.per_device_train_batch_size, tok.padId, t.group_by_length),
+        batches: makeBatches(
+          trainExamples,
+          order,
+          t.per_device_train_batch_size,
+          tok.padId,
+          t.group_by_length,
+        ),
       };
     }
     return epochCache.batches;
@@ -259,7 +280,9 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     if (stop) return;
     stop = true;
     progress.done();
-    console.error("interrupt: finishing the current step, then writing a checkpoint (Ctrl-C again is ignored)");
+    console.error(
+      "interrupt: finishing the current step, then writing a checkpoint (Ctrl-C again is ignored)",
+    );
   };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
@@ -270,17 +293,23 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   };
   const save = async (step: number, st: TrainerState): Promise<string> => {
     const rng: RngState = { seed: t.seed, scheme: "counter-v1", next_step: step + 1 };
-    const dir = await saveCheckpoint(paths.modelDir, step, {
-      writeAdapter: saveAdapterTo,
-      writeOptimizer: async (d) => {
-        const m = await readF32(gpu, opt.m, 0, opt.n);
-        const v = await readF32(gpu, opt.v, 0, opt.n);
-        await writeSafetensors(join(d, "optimizer.safetensors"), {
-          exp_avg: { dtype: "F32", shape: [opt.n], data: m },
-          exp_avg_sq: { dtype: "F32", shape: [opt.n], data: v },
-        }, { format: "maieutic-adamw", step: String(step) });
+    const dir = await saveCheckpoint(
+      paths.modelDir,
+      step,
+      {
+        writeAdapter: saveAdapterTo,
+        writeOptimizer: async (d) => {
+          const m = await readF32(gpu, opt.m, 0, opt.n);
+          const v = await readF32(gpu, opt.v, 0, opt.n);
+          await writeSafetensors(join(d, "optimizer.safetensors"), {
+            exp_avg: { dtype: "F32", shape: [opt.n], data: m },
+            exp_avg_sq: { dtype: "F32", shape: [opt.n], data: v },
+          }, { format: "maieutic-adamw", step: String(step) });
+        },
       },
-    }, st, rng);
+      st,
+      rng,
+    );
     const best = st.best_model_checkpoint ? join(paths.modelDir, st.best_model_checkpoint) : null;
     await pruneCheckpoints(paths.modelDir, t.save_total_limit, best);
     return dir;
@@ -312,17 +341,19 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     const elapsed = (performance.now() - runStart) / 1000;
     const etaS = done > 0 ? (elapsed / done) * (plan.totalSteps - st.global_step) : NaN;
     progress.update(
-      `step ${st.global_step}/${plan.totalSteps} | epoch ${st.epoch.toFixed(2)} | loss ${entry.loss?.toFixed(4)} | lr ${
-        entry.learning_rate?.toExponential(2)
-      } | grad ${entry.grad_norm?.toFixed(3)} | ${Math.round(entry.tokens_per_second ?? 0)} tok/s | ETA ${
-        formatDuration(etaS)
-      }`,
+      `step ${st.global_step}/${plan.totalSteps} | epoch ${st.epoch.toFixed(2)} | loss ${
+        entry.loss?.toFixed(4)
+      } | lr ${entry.learning_rate?.toExponential(2)} | grad ${entry.grad_norm?.toFixed(3)} | ${
+        Math.round(entry.tokens_per_second ?? 0)
+      } tok/s | ETA ${formatDuration(etaS)}`,
     );
   };
 
   // ---- train ----
   say(
-    `training ${source.source} (${session.model.quantized ? "NF4" : "dense"}, ${engine.opts.compute} operands) on ${
+    `training ${source.source} (${
+      session.model.quantized ? "NF4" : "dense"
+    }, ${engine.opts.compute} operands) on ${
       gpu.info.description || gpu.info.vendor
     }: ${trainExamples.length} examples, ${plan.totalSteps} steps (${plan.stepsPerEpoch}/epoch, warmup ${plan.warmupSteps})` +
       (resumeDir ? `, resuming from ${resumeDir} at step ${state.global_step}` : ""),
@@ -349,7 +380,9 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   const st = result.state;
   const lastTrain = [...st.log_history].reverse().find((e) => e.loss !== undefined);
   const lastEval = [...st.log_history].reverse().find((e) => e.eval_loss !== undefined);
-  const bestEntry = st.log_history.find((e) => st.best_model_checkpoint === `checkpoint-${e.step}` && e.eval_loss !== undefined);
+  const bestEntry = st.log_history.find((e) =>
+    st.best_model_checkpoint === `checkpoint-${e.step}` && e.eval_loss !== undefined
+  );
   const runtime = (performance.now() - started) / 1000;
   const poolStats = session.pool.stats();
   const summary = {
@@ -364,7 +397,8 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     train_seconds: st.train_seconds,
     train_tokens: st.train_tokens,
     train_tokens_per_second: st.train_tokens / Math.max(1e-9, st.train_seconds),
-    train_samples_per_second: (st.global_step * t.per_device_train_batch_size * t.gradient_accumulation_steps) /
+    train_samples_per_second:
+      (st.global_step * t.per_device_train_batch_size * t.gradient_accumulation_steps) /
       Math.max(1e-9, st.train_seconds),
     final: {
       step: lastTrain?.step ?? null,
@@ -399,9 +433,11 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   await closeReportRenderer();
   say(
     [
-      `${result.reason === "completed" ? "done" : result.reason}: ${st.global_step}/${plan.totalSteps} steps in ${
-        formatDuration(runtime)
-      }, final loss ${lastTrain?.loss?.toFixed(4) ?? "-"}` +
+      `${
+        result.reason === "completed" ? "done" : result.reason
+      }: ${st.global_step}/${plan.totalSteps} steps in ${formatDuration(runtime)}, final loss ${
+        lastTrain?.loss?.toFixed(4) ?? "-"
+      }` +
       (lastEval ? `, eval_loss ${lastEval.eval_loss?.toFixed(4)}` : ""),
       `  adapter      ${summary.adapter.path ?? "(see checkpoints)"}`,
       `  checkpoints  ${paths.modelDir}/checkpoint-*`,
@@ -411,7 +447,9 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       `  GPU buffers  peak ${formatBytes(poolStats.peakBytes)}`,
     ].join("\n"),
   );
-  if (result.reason === "interrupted") throw new InterruptedError(`interrupted at step ${st.global_step}; --resume continues`);
+  if (result.reason === "interrupted") {
+    throw new InterruptedError(`interrupted at step ${st.global_step}; --resume continues`);
+  }
   if (result.reason === "watchdog") {
     console.error(result.message);
     return 1;

@@ -3,11 +3,15 @@ import { UsageError } from "../../src/cli/errors.ts";
 
 Deno.test("the bundled data file is embedded: it loads by its default path from any working directory", async () => {
   const here = Deno.cwd();
-  const onDisk = await loadDialogues(new URL("../../data/dialogue/processed/1gouki.json", import.meta.url).pathname);
+  const onDisk = await loadDialogues(
+    new URL("../../data/dialogue/processed/1gouki.json", import.meta.url).pathname,
+  );
   Deno.chdir(await Deno.makeTempDir());
   try {
     const embedded = await loadDialogues("data/dialogue/processed/1gouki.json");
-    if (embedded.length !== onDisk.length || embedded.length < 80) throw new Error(`${embedded.length} dialogues`);
+    if (embedded.length !== onDisk.length || embedded.length < 80) {
+      throw new Error(`${embedded.length} dialogues`);
+    }
     let threw = false;
     try {
       await loadDialogues("data/dialogue/processed/other.json");

@@ -24,7 +24,9 @@ export async function goldenConfig(dir = "tiny_gemma2"): Promise<Gemma2Config> {
 /** The tiny checkpoint as dense host tensors (HF names). */
 export async function goldenModelTensors(dir = "tiny_gemma2"): Promise<[string, HostTensor][]> {
   const t = await goldenTensors(`${dir}/model.safetensors`);
-  return [...t].map(([name, x]) => [name, { kind: "dense", shape: x.shape, data: new Float32Array(x.data as Float32Array) }]);
+  return [...t].map((
+    [name, x],
+  ) => [name, { kind: "dense", shape: x.shape, data: new Float32Array(x.data as Float32Array) }]);
 }
 
 /** The golden PEFT adapter as flat LoraParams (r 16, alpha 32, q/k/v/o). */

@@ -13,7 +13,14 @@ import type { HostTensor } from "../../src/quant/store.ts";
 import { initLoraParams, type LoraParams } from "../../src/lora/params.ts";
 import { loadRefModel, nf4RefModel, referenceForward } from "../../src/model/reference.ts";
 import { assertClose, testGpu } from "../helpers/gpu.ts";
-import { f64, GOLDEN, goldenConfig, goldenLora, goldenModelTensors, goldenTensors } from "../helpers/golden.ts";
+import {
+  f64,
+  GOLDEN,
+  goldenConfig,
+  goldenLora,
+  goldenModelTensors,
+  goldenTensors,
+} from "../helpers/golden.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 
 const B = 2, T = 24;
@@ -58,7 +65,9 @@ async function lossOf(gpu: Gpu, e: Gemma2Engine, logits?: GPUBuffer): Promise<nu
 
 function nf4Tensors(dense: [string, HostTensor][]): [string, HostTensor][] {
   return dense.map(([name, t]) => {
-    if (t.kind === "dense" && /_proj\.weight$/.test(name)) return [name, { kind: "nf4", nf4: quantizeNf4(t.data, t.shape) }];
+    if (t.kind === "dense" && /_proj\.weight$/.test(name)) {
+      return [name, { kind: "nf4", nf4: quantizeNf4(t.data, t.shape) }];
+    }
     return [name, t];
   });
 }
@@ -67,7 +76,13 @@ Deno.test("NF4 base: the loss equals the float64 reference on the NF4-dequantize
   const gpu = await testGpu();
   const config = await goldenConfig();
   const { ids, labels, mask } = await goldenBatch();
-  const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f32", nf4Tensors(await goldenModelTensors()));
+  const weights = await buildWeights(
+    gpu,
+    new BufferPool(gpu),
+    config,
+    "f32",
+    nf4Tensors(await goldenModelTensors()),
+  );
   const lora = await goldenLora(config);
   const e = engineFor(gpu, weights, lora, "f32");
   e.setBatch(ids, labels, mask, { B, T });
@@ -76,7 +91,9 @@ Deno.test("NF4 base: the loss equals the float64 reference on the NF4-dequantize
   const want = referenceForward(ref, ids, mask, labels, B, T).loss;
   assertClose([got], [want], { abs: 1e-4 }, "NF4 loss");
   // And it really is the quantized model: the loss differs from the unquantized one.
-  if (Math.abs(want - f64((await goldenBatch()).g, "loss")[0]) < 1e-4) throw new Error("NF4 made no difference?");
+  if (Math.abs(want - f64((await goldenBatch()).g, "loss")[0]) < 1e-4) {
+    throw new Error("NF4 made no difference?");
+  }
 });
 
 Deno.test("f16 operands: logits within 2e-2 and loss within 2e-3 relative of transformers", async () => {
@@ -87,7 +104,10 @@ Deno.test("f16 operands: logits within 2e-2 and loss within 2e-3 relative of tra
   const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", await goldenModelTensors());
   const e = engineFor(gpu, weights, await goldenLora(config), "f16");
   e.setBatch(ids, labels, mask, { B, T });
-  const logits = gpu.device.createBuffer({ size: B * T * config.vocab_size * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const logits = gpu.device.createBuffer({
+    size: B * T * config.vocab_size * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
   const loss = await lossOf(gpu, e, logits);
   assertClose(await readF32(gpu, logits), f64(g, "logits"), { abs: 2e-2 }, "f16 logits");
   assertClose([loss], f64(g, "loss"), { rel: 2e-3 }, "f16 loss");
@@ -106,7 +126,10 @@ Deno.test("the sharded bf16 checkpoint loads through the model loader and gives 
   const weights = await buildWeights(gpu, new BufferPool(gpu), m.config, "f32", m.tensors);
   const e = engineFor(gpu, weights, null, "f32");
   e.setBatch(ids, labels, mask, { B, T });
-  const logits = gpu.device.createBuffer({ size: B * T * m.config.vocab_size * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const logits = gpu.device.createBuffer({
+    size: B * T * m.config.vocab_size * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
   const loss = await lossOf(gpu, e, logits);
   assertClose(await readF32(gpu, logits), f64(g, "logits_base"), { abs: 3e-4 }, "sharded logits_base");
   assertClose([loss], f64(g, "loss_base"), { abs: 1e-5 }, "sharded loss_base");
@@ -118,7 +141,9 @@ Deno.test("f16 path at realistic Gemma-2 magnitudes (residual stream in the thou
   const { ids, labels, mask } = await goldenBatch();
   // Embedding rows ×400: with √64 = 8 the residual stream starts around ±3000, as real Gemma-2 layers see.
   const tensors = (await goldenModelTensors()).map(([n, t]): [string, HostTensor] =>
-    n === "model.embed_tokens.weight" && t.kind === "dense" ? [n, { ...t, data: t.data.map((x) => x * 400) }] : [n, t]
+    n === "model.embed_tokens.weight" && t.kind === "dense"
+      ? [n, { ...t, data: t.data.map((x) => x * 400) }]
+      : [n, t]
   );
   const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", nf4Tensors(tensors));
   const e = engineFor(gpu, weights, await goldenLora(config), "f16", true);
@@ -191,7 +216,11 @@ Deno.test("gemma-2-2b-random (real width: 2304 hidden, 256000 vocab split across
   const pool = new BufferPool(gpu);
   const weights = randomWeights(gpu, pool, config, gpu.f16 ? "f16" : "f32", true);
   if (weights.embed.length < 2) throw new Error(`embedding not split (${weights.embed.length} chunk)`);
-  const lora = initLoraParams(config, { r: 16, lora_alpha: 32, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"] }, 1);
+  const lora = initLoraParams(config, {
+    r: 16,
+    lora_alpha: 32,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"],
+  }, 1);
   const e = new Gemma2Engine(gpu, pool, weights, lora, {
     maxBatch: Bs,
     maxSeq: Ts,

@@ -42,8 +42,14 @@ function shifted(x: Float32Array, V: number): Float64Array {
 Deno.test("engine f32 + LoRA: logits, loss, hidden states, label log-probs and LoRA gradients match transformers", async () => {
   const { gpu, config, engine, g } = await setup(true);
   const V = config.vocab_size;
-  const logits = gpu.device.createBuffer({ size: B * T * V * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-  const lp = gpu.device.createBuffer({ size: B * T * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const logits = gpu.device.createBuffer({
+    size: B * T * V * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const lp = gpu.device.createBuffer({
+    size: B * T * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
   const rec = new Recorder(gpu);
   engine.recordZeroGrad(rec);
   engine.recordForward(rec, { B, T }, { capture: { logits, labelLogprob: lp } });
@@ -86,7 +92,10 @@ for (const dir of ["tiny_gemma2", "tiny_gemma2_bf16"]) {
   Deno.test(`engine f32 base model (${dir}): logits_base and loss_base match transformers`, async () => {
     const { gpu, config, engine, g } = await setup(false, dir);
     const V = config.vocab_size;
-    const logits = gpu.device.createBuffer({ size: B * T * V * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const logits = gpu.device.createBuffer({
+      size: B * T * V * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    });
     const rec = new Recorder(gpu);
     engine.recordZeroGrad(rec);
     engine.recordForward(rec, { B, T }, { capture: { logits } });

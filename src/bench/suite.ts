@@ -1,0 +1,363 @@
+/**
+ * `maieutic bench`: the whole benchmark in one report object (machine, ceilings, kernels, ladder, training
+ * step with its family breakdown, decode, memory plan, targets). Targets live here, in the benchmark, and are
+ * reported as computed figures with pass/fail; they never change the exit code.
+ */
+import type { Config } from "../config/schema.ts";
+import { BufferPool } from "../gpu/buffers.ts";
+import { type Gpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
+import { GEMMA2_2B_RANDOM } from "../hub/load.ts";
+import { GEMMA2_2B } from "../model/config.ts";
+import type { Gemma2Config } from "../model/config.ts";
+import { openModelSource } from "../model/session.ts";
+import type { HostTensor } from "../quant/store.ts";
+import { type Ceilings, measureCeilings } from "./ceilings.ts";
+import { benchDecode, type DecodeResult } from "./decode.ts";
+import { benchKernels, benchLadder, type KernelResult, type Ladder } from "./kernels.ts";
+import { type MemoryPlan, memoryPlan } from "./plan.ts";
+import { benchBreakdown, benchStep, loadBenchModel, type StepResult } from "./step.ts";
+import { GpuTimer } from "./timing.ts";
+
+export interface BenchSettings {
+  batch: number;
+  seq: number;
+  steps: number;
+  layers: number;
+  vocab: number;
+  decodeTokens: number;
+  promptTokens: number;
+  /** Vocab rows of the cross-entropy kernel case. */
+  ceVocab: number;
+}
+
+/** Small models run whole; real-width ones are cut so the default run fits a few minutes on lavapipe. */
+export function defaultSettings(c: Gemma2Config): BenchSettings {
+  const small = c.hidden_size < 1024;
+  return small
+    ? {
+      batch: 2,
+      seq: 32,
+      steps: 1,
+      layers: c.num_hidden_layers,
+      vocab: c.vocab_size,
+      decodeTokens: 8,
+      promptTokens: 8,
+      ceVocab: c.vocab_size,
+    }
+    : {
+      batch: 1,
+      seq: 64,
+      steps: 1,
+      layers: 1,
+      vocab: 8192,
+      decodeTokens: 1,
+      promptTokens: 1,
+      ceVocab: 4096,
+    };
+}
+
+export interface BenchSections {
+  kernels: boolean;
+  ladder: boolean;
+  step: boolean;
+  breakdown: boolean;
+  decode: boolean;
+}
+
+export interface Target {
+  name: string;
+  value: number | null;
+  limit: number;
+  pass: boolean | null;
+  detail: string;
+}
+
+export interface BenchReport {
+  maieutic_bench: 1;
+  date: string;
+  model: string;
+  settings: BenchSettings;
+  machine: Record<string, unknown>;
+  ceilings: Ceilings;
+  kernels: KernelResult[] | null;
+  ladder: Ladder | null;
+  step: StepResult | null;
+  decode: DecodeResult | null;
+  memory_plan: MemoryPlan;
+  targets: Target[];
+  total_s: number;
+}
+
+export interface ModelSource {
+  config: Gemma2Config;
+  source: string;
+  randomWeights: boolean;
+  tensors(): AsyncIterable<[string, HostTensor]>;
+  close(): void;
+}
+
+/** gemma-2-2b-random without touching the cache or the Hub; anything else through the model loader. */
+export async function openBenchModel(cfg: Config): Promise<ModelSource> {
+  if (cfg.model.name === GEMMA2_2B_RANDOM) {
+    return {
+      config: GEMMA2_2B,
+      source: GEMMA2_2B_RANDOM,
+      randomWeights: true,
+      async *tensors() {},
+      close() {},
+    };
+  }
+  const s = await openModelSource(cfg, { log: (l) => console.error(l) });
+  return s;
+}
+
+/** The memory plan of the seed configuration (or the given batch/seq) for a config's real shapes. */
+export function seedPlan(
+  cfg: Config,
+  config: Gemma2Config,
+  model: string,
+  batch?: number,
+  seq?: number,
+): MemoryPlan {
+  return memoryPlan({
+    config,
+    model,
+    batch: batch ?? cfg.training.per_device_train_batch_size,
+    seq: seq ?? cfg.model.max_sequence_length,
+    dtype: cfg.quantization.bnb_4bit_compute_dtype === "float16" ? "f16" : "f32",
+    quantized: cfg.quantization.load_in_4bit,
+    checkpointing: cfg.training.gradient_checkpointing,
+    training: true,
+    lora: {
+      r: cfg.lora.r,
+      lora_alpha: cfg.lora.lora_alpha,
+      target_modules: cfg.lora.target_modules,
+      lora_dropout: cfg.lora.lora_dropout,
+    },
+  });
+}
+
+async function driverPackage(): Promise<string | null> {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    const r = await new Deno.Command("dpkg-query", {
+      args: ["-W", "-f=${Version}", "mesa-vulkan-drivers"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const v = new TextDecoder().decode(r.stdout).trim();
+    return r.success && v ? `mesa-vulkan-drivers ${v}` : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
+  return {
+    adapter: { ...gpu.info, software: gpu.isSoftware },
+    driver_package: gpu.isSoftware ? await driverPackage() : null,
+    features: Object.fromEntries(
+      WANTED_FEATURES.map((f) => [f, gpu.device.features.has(f as GPUFeatureName)]),
+    ),
+    limits: Object.fromEntries(
+      RELIED_LIMITS.map((k) => [k, (gpu.limits as unknown as Record<string, number>)[k]]),
+    ),
+    cpu_cores: navigator.hardwareConcurrency,
+    os: `${Deno.build.os} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    load_average: Deno.build.os === "linux" ? Deno.loadavg() : null,
+    timing: "wall clock around queue.onSubmittedWorkDone(), submit overhead subtracted" +
+      (gpu.timestamps ? " (timestamp queries exist but are not used: lavapipe reports zeros)" : ""),
+  };
+}
+
+const MATMUL_FAMILIES = new Set(["matmul", "nf4", "qlora"]);
+
+export function computeTargets(
+  r: Pick<BenchReport, "kernels" | "ladder" | "step" | "memory_plan">,
+): Target[] {
+  const t: Target[] = [];
+  const p = r.memory_plan;
+  t.push({
+    name: "memory plan peak <= 4 GiB",
+    value: p.peak_bytes,
+    limit: p.target.limit_bytes,
+    pass: p.target.pass,
+    detail: `${p.model}, batch ${p.batch} x ${p.seq}, ${p.quantized ? "NF4" : "dense"}, ${p.dtype}, ` +
+      `checkpointing ${p.checkpointing}`,
+  });
+  const cands: { name: string; gflops: number }[] = [];
+  for (const k of r.kernels ?? []) if (MATMUL_FAMILIES.has(k.family)) cands.push(k);
+  for (const g of r.ladder?.rungs ?? []) cands.push({ name: `ladder: ${g.name}`, gflops: g.gflops });
+  const best = cands.reduce<{ name: string; gflops: number } | null>(
+    (a, b) => (!a || b.gflops > a.gflops ? b : a),
+    null,
+  );
+  const s = r.step;
+  const ratio = s && best ? s.gflops / best.gflops : null;
+  t.push({
+    name: "training step sustains >= 50% of the best matmul GFLOP/s",
+    value: ratio,
+    limit: 0.5,
+    pass: ratio === null ? null : ratio >= 0.5,
+    detail: s && best
+      ? `step ${s.gflops.toFixed(3)} GFLOP/s (executed FLOP ${(s.flop_executed / 1e9).toFixed(2)} G in ` +
+        `${s.ms.toFixed(0)} ms, ${s.model.source} ${s.model.layers}/${s.model.of_layers} layers, vocab ` +
+        `${s.model.vocab}/${s.model.of_vocab}, ${s.batch}x${s.seq}) vs best matmul ${
+          best.gflops.toFixed(3)
+        } ` +
+        `GFLOP/s (${best.name})`
+      : "needs the step and the kernel or ladder sections",
+  });
+  t.push({
+    name: "at most one readback per optimizer step",
+    value: s ? s.readbacks_per_step : null,
+    limit: 1,
+    pass: s ? s.readbacks_per_step <= 1 : null,
+    detail: s
+      ? `${s.readbacks_per_step} mapAsync, ${s.submits_per_step} command buffers, ${s.dispatches_per_step} ` +
+        `dispatches in one optimizer step`
+      : "needs the step section",
+  });
+  return t;
+}
+
+export async function runBench(
+  gpu: Gpu,
+  cfg: Config,
+  settings: BenchSettings,
+  sections: BenchSections,
+  src: ModelSource,
+  log: (line: string) => void,
+): Promise<BenchReport> {
+  const t0 = performance.now();
+  const timer = new GpuTimer(gpu);
+  const full = src.config;
+  const dtype: "f16" | "f32" = cfg.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16
+    ? "f16"
+    : "f32";
+  const machine = await machineInfo(gpu);
+  log(
+    `adapter ${gpu.info.description || gpu.info.vendor}; submit + await overhead ${
+      (await timer.overhead()).toFixed(1)
+    } ms`,
+  );
+
+  const ceilings = await measureCeilings(gpu, timer, { fmaInvocations: 65536 });
+  log(`ceilings: copy ${ceilings.copy_gbps.toFixed(2)} GB/s, FMA ${ceilings.fma_gflops.toFixed(2)} GFLOP/s`);
+
+  const N = settings.batch * settings.seq;
+  let kernels: KernelResult[] | null = null;
+  if (sections.kernels) {
+    kernels = await benchKernels(
+      gpu,
+      timer,
+      ceilings,
+      {
+        config: full,
+        batch: settings.batch,
+        seq: settings.seq,
+        r: cfg.lora.r,
+        loraDropout: cfg.lora.lora_dropout,
+        compute: dtype,
+        ceVocab: settings.ceVocab,
+      },
+      (k) =>
+        log(
+          `kernel ${k.name}: ${k.ms.toFixed(2)} ms, ${k.gflops.toFixed(3)} GFLOP/s, ${
+            k.gbps.toFixed(3)
+          } GB/s`,
+        ),
+    );
+  }
+
+  let ladder: Ladder | null = null;
+  if (sections.ladder) {
+    const QD = full.num_attention_heads * full.head_dim;
+    ladder = await benchLadder(gpu, timer, { M: Math.max(N, 1), N: QD, K: full.hidden_size, compute: dtype });
+    for (const r of ladder.rungs) {
+      log(`ladder ${r.name}: ${r.ms.toFixed(1)} ms, ${r.gflops.toFixed(3)} GFLOP/s`);
+    }
+  }
+
+  let step: StepResult | null = null;
+  let decode: DecodeResult | null = null;
+  if (sections.step || sections.decode) {
+    const pool = new BufferPool(gpu);
+    const m = await loadBenchModel(gpu, pool, src, {
+      layers: settings.layers,
+      vocab: settings.vocab,
+      dtype,
+      quantized: cfg.quantization.load_in_4bit,
+    });
+    log(
+      `model ${m.source}: ${m.config.num_hidden_layers}/${full.num_hidden_layers} layers, vocab ` +
+        `${m.config.vocab_size}/${full.vocab_size}, loaded in ${m.loadMs.toFixed(0)} ms`,
+    );
+    const t = cfg.training;
+    const s = await benchStep(gpu, pool, m, {
+      batch: settings.batch,
+      seq: settings.seq,
+      steps: settings.steps,
+      lora: {
+        r: cfg.lora.r,
+        lora_alpha: cfg.lora.lora_alpha,
+        target_modules: cfg.lora.target_modules,
+        lora_dropout: cfg.lora.lora_dropout,
+      },
+      checkpointing: t.gradient_checkpointing,
+      seed: t.seed,
+      hyper: {
+        lr: t.learning_rate,
+        weightDecay: t.weight_decay,
+        beta1: t.adam_beta1,
+        beta2: t.adam_beta2,
+        eps: t.adam_epsilon,
+        maxGradNorm: t.max_grad_norm,
+      },
+    });
+    if (sections.step) {
+      step = s.result;
+      log(
+        `step: ${step.ms.toFixed(0)} ms, ${step.tokens_per_s.toFixed(2)} tokens/s, ${
+          step.gflops.toFixed(3)
+        } GFLOP/s`,
+      );
+    }
+    if (sections.decode && settings.decodeTokens > 0) {
+      decode = await benchDecode(s.engine, {
+        promptTokens: settings.promptTokens,
+        tokens: settings.decodeTokens,
+      });
+      log(
+        decode.available
+          ? `decode: ${decode.tokens_per_s!.toFixed(3)} tokens/s (prefill ${
+            decode.prefill_ms!.toFixed(0)
+          } ms)`
+          : `decode: skipped (${decode.note})`,
+      );
+    }
+    if (step && sections.breakdown) {
+      await benchBreakdown(gpu, timer, s.families, step);
+      for (const f of step.breakdown!) log(`family ${f.family}: ${f.ms.toFixed(1)} ms`);
+    }
+  }
+
+  const memory_plan = seedPlan(cfg, full, src.source);
+  const partial = { kernels, ladder, step, memory_plan };
+  return {
+    maieutic_bench: 1,
+    date: new Date().toISOString(),
+    model: src.source,
+    settings,
+    machine,
+    ceilings,
+    kernels,
+    ladder,
+    step,
+    decode,
+    memory_plan,
+    targets: computeTargets(partial),
+    total_s: (performance.now() - t0) / 1000,
+  };
+}

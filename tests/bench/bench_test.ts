@@ -1,0 +1,134 @@
+// `maieutic bench --json` on the tiny model (fast options): the report's keys and that every number is finite.
+// Speed targets are the benchmark's (BENCHMARKS.md), never asserted here.
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+function walkNumbers(x: unknown, path: string, out: [string, number][]): void {
+  if (typeof x === "number") out.push([path, x]);
+  else if (Array.isArray(x)) x.forEach((v, i) => walkNumbers(v, `${path}[${i}]`, out));
+  else if (x && typeof x === "object") {
+    for (const [k, v] of Object.entries(x)) walkNumbers(v, `${path}.${k}`, out);
+  }
+}
+
+Deno.test("bench --json --model tiny --steps 1: keys and finite numbers", async () => {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "bench",
+      "--json",
+      "--model",
+      "tiny",
+      "--steps",
+      "1",
+      "--seq",
+      "16",
+      "--decode-tokens",
+      "2",
+      "--prompt-tokens",
+      "3",
+    ],
+    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 0, `bench exited ${r.code}: ${err}`);
+  const j = JSON.parse(new TextDecoder().decode(r.stdout));
+
+  for (
+    const k of [
+      "machine",
+      "ceilings",
+      "kernels",
+      "ladder",
+      "step",
+      "decode",
+      "memory_plan",
+      "targets",
+      "settings",
+    ]
+  ) assert.ok(k in j, `missing ${k}`);
+  assert.equal(j.model, "tiny");
+  assert.equal(typeof j.machine.adapter.description, "string");
+  assert.ok(j.ceilings.copy_gbps > 0 && j.ceilings.fma_gflops > 0);
+
+  const names = j.kernels.map((k: { name: string }) => k.name);
+  for (
+    const want of [
+      "matmul NT f32",
+      "matmul NN f32",
+      "matmul TN f32",
+      "matmul NT f16",
+      "matmul NN f16",
+      "matmul TN f16",
+      "nf4 matmul q_proj",
+      "nf4 dx q_proj",
+      "lora fwd q_proj",
+      "lora bwd q_proj",
+      "attention fwd",
+      "attention bwd",
+      "cross_entropy fwd",
+      "cross_entropy bwd",
+      "rmsnorm fwd",
+      "rmsnorm bwd",
+      "rope fwd",
+      "geglu fwd",
+      "geglu bwd",
+    ]
+  ) assert.ok(names.includes(want), `kernel ${want} missing from ${names}`);
+  for (const k of j.kernels) {
+    for (const f of ["ms", "gflops", "gbps", "frac_fma", "frac_copy"]) {
+      assert.ok(k[f] > 0, `${k.name}.${f} = ${k[f]}`);
+    }
+  }
+  assert.deepEqual(j.ladder.rungs.map((g: { name: string }) => g.name.split(" ")[0]), [
+    "naive",
+    "tiled",
+    "tiled,",
+    "dequantize",
+    "fused",
+  ]);
+
+  const s = j.step;
+  assert.equal(s.batch * s.seq, s.tokens);
+  assert.equal(s.tokens, 32);
+  assert.ok(s.tokens_per_s > 0 && s.ms > 0 && s.gflops > 0);
+  assert.ok(s.flop_executed >= s.flop_model && s.flop_model > 0);
+  assert.ok(Number.isInteger(s.readbacks_per_step) && s.readbacks_per_step >= 1);
+  assert.ok(Number.isInteger(s.submits_per_step) && s.submits_per_step >= 1);
+  const fams = s.breakdown.map((b: { family: string }) => b.family);
+  for (
+    const f of ["nf4_matmul", "lora", "attention", "dense_matmul", "cross_entropy", "rmsnorm", "optimizer"]
+  ) {
+    assert.ok(fams.includes(f), `family ${f} missing from ${fams}`);
+  }
+  const shares = s.breakdown.reduce((a: number, b: { share: number }) => a + b.share, 0);
+  assert.ok(Math.abs(shares - 1) < 1e-9);
+
+  if (j.decode.available) assert.ok(j.decode.tokens_per_s > 0 && j.decode.tokens === 2);
+  else assert.equal(typeof j.decode.note, "string");
+  assert.ok(j.memory_plan.peak_bytes > 0);
+  assert.equal(j.targets.length, 3);
+  for (const t of j.targets) assert.ok(t.pass === null || typeof t.pass === "boolean", t.name);
+
+  const nums: [string, number][] = [];
+  walkNumbers(j, "$", nums);
+  assert.ok(nums.length > 100);
+  for (const [p, v] of nums) assert.ok(Number.isFinite(v), `${p} = ${v}`);
+});
+
+Deno.test("bench: bad flags exit 2 with a usage line", async () => {
+  for (const args of [["--batch", "0"], ["--skip", "everything"], ["--steps", "x"]]) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "bench", "--model", "tiny", ...args],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}`);
+  }
+});
