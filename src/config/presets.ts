@@ -9,13 +9,13 @@ type Obj = Record<string, unknown>;
 export const TINY_TRYOUT_PRESET: Obj = {
   model: { max_sequence_length: 192 },
   training: {
-    max_steps: 16,
+    max_steps: 20,
     per_device_train_batch_size: 4,
     gradient_accumulation_steps: 1,
-    learning_rate: 3e-3,
+    learning_rate: 1e-2,
     warmup_ratio: 0.1,
-    eval_steps: 8,
-    save_steps: 8,
+    eval_steps: 10,
+    save_steps: 10,
     eval_generate_samples: 2,
   },
 };

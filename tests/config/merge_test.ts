@@ -95,7 +95,7 @@ Deno.test("a config file that is not JSON is a usage error naming the file", () 
 
 Deno.test("--model tiny fills the try-out preset only where the user set nothing", () => {
   const c = resolveConfig({ flags: { model: { name: "tiny" } }, sets: ["training.learning_rate=1e-4"] });
-  assertEq(c.training.max_steps, 16, "preset max_steps");
+  assertEq(c.training.max_steps, 20, "preset max_steps");
   assertEq(c.training.learning_rate, 1e-4, "user value wins");
   assertEq(c.model.max_sequence_length, 192, "preset seq");
   const real = resolveConfig({});
