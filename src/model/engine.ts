@@ -14,7 +14,10 @@
  * layer's intermediates into one shared workspace before differentiating it. Without checkpointing every
  * layer keeps its own workspace.
  */
+import neftuneSource from "../../kernels/neftune.wgsl" with { type: "text" };
 import type { BufferPool } from "../gpu/buffers.ts";
+import { getKernel } from "../gpu/kernel.ts";
+import { f32 } from "../gpu/params.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraParams } from "../lora/params.ts";
@@ -59,6 +62,8 @@ export interface EngineOptions {
   loraDropout: number;
   /** Also allocate the training state (gradients, AdamW moments, snapshot). */
   training: boolean;
+  /** NEFTune noise alpha (training.neftune_noise_alpha; 0 = off). Training forwards only. */
+  neftuneAlpha?: number;
 }
 
 /** One layer's forward intermediates (what its backward needs). */
@@ -526,6 +531,12 @@ export class Gemma2Engine {
       format: this.weights.dtype,
     });
     const step = o.dropoutStep ?? null;
+    const alpha = this.opts.neftuneAlpha ?? 0;
+    if (alpha > 0 && step !== null) {
+      const k = getKernel(rec.gpu, { file: "neftune.wgsl", code: neftuneSource });
+      const mag = (alpha / Math.sqrt(s.T * H)) * Math.sqrt(H);
+      rec.dispatch(k, [this.xs[0]], [n * H, 0x4e4654, step >>> 0, f32(mag)], Math.ceil((n * H) / 256));
+    }
     for (let l = 0; l < c.num_hidden_layers; l++) this.layerForward(rec, l, this.workspace(l), s, step);
     rmsnorm(rec, this.xs[c.num_hidden_layers], this.weights.finalNorm, this.hf, this.rstdF, {
       rows: n,

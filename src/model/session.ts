@@ -65,6 +65,7 @@ export async function openSession(
     checkpointing: cfg.training.gradient_checkpointing,
     loraDropout: cfg.lora.lora_dropout,
     training: opts.training,
+    neftuneAlpha: cfg.training.neftune_noise_alpha,
   });
   return {
     gpu,

@@ -173,6 +173,14 @@ Deno.test("SIGINT finishes the step, writes a usable checkpoint and exits 130", 
   const t0 = Date.now();
   while (true) {
     const text = await Deno.readTextFile(csv).catch(() => "");
+    // The live CSV is valid at every moment: the fixed header, then only whole rows.
+    if (text) {
+      const parsed = parseCsv(text);
+      if (parsed.header.join() !== CSV_COLUMNS.join() || !text.endsWith("\n")) throw new Error(`torn CSV: ${text}`);
+      for (const row of text.trim().split("\n").slice(1)) {
+        if (row.split(",").length !== CSV_COLUMNS.length) throw new Error(`torn CSV row: ${row}`);
+      }
+    }
     if (text.split("\n").length >= 4) break;
     if (Date.now() - t0 > 240_000) throw new Error("no progress within 240 s");
     await new Promise((r) => setTimeout(r, 100));
