@@ -88,6 +88,7 @@ Deno.test("bench --json --model tiny --steps 1: keys and finite numbers", async 
   assert.deepEqual(j.ladder.rungs.map((g: { name: string }) => g.name.split(" ")[0]), [
     "naive",
     "tiled",
+    "register-blocked",
     "tiled,",
     "dequantize",
     "fused",

@@ -10,7 +10,7 @@ import { f32ToF16Bits } from "../../src/gpu/half.ts";
 import { uploadNf4 } from "../../src/model/ops/linear.ts";
 import { dequantizeNf4, quantizeNf4 } from "../../src/quant/nf4.ts";
 import { recordCopy, recordFma } from "../../src/bench/ceilings.ts";
-import { recordNaiveMatmul, recordNf4Dequant } from "../../src/bench/kernels.ts";
+import { recordNaiveMatmul, recordNf4Dequant, recordRegblockMatmul } from "../../src/bench/kernels.ts";
 import { COPIES, FilterRecorder, kernelFamily, stepFlops } from "../../src/bench/step.ts";
 import { BufferPool } from "../../src/gpu/buffers.ts";
 import { Gemma2Engine } from "../../src/model/engine.ts";
@@ -19,14 +19,23 @@ import { initLoraParams } from "../../src/lora/params.ts";
 import { tinyConfig } from "../../src/model/tiny.ts";
 import { assertClose, randomArray, rng, testGpu } from "../helpers/gpu.ts";
 
-Deno.test("bench_matmul_naive: C = A·Bᵀ on ragged shapes", async () => {
+Deno.test("bench_matmul_naive and bench_matmul_regblock: C = A·Bᵀ on ragged shapes", async () => {
   const gpu = await testGpu();
   const rand = rng(5);
-  for (const [M, N, K] of [[1, 1, 1], [17, 33, 29], [64, 70, 130]]) {
+  for (const [M, N, K] of [[1, 1, 1], [1, 3, 4], [17, 33, 28], [17, 33, 29], [64, 70, 132]]) {
     const a = randomArray(M * K, rand), b = randomArray(N * K, rand);
+    const want = matmulRef(a, b, null, { M, N, K });
+    const A = upload(gpu, "a", a), B = upload(gpu, "b", b);
+    if (K % 4 === 0) {
+      const C = createBuffer(gpu, "c", M * N * 4);
+      const rec = new Recorder(gpu);
+      recordRegblockMatmul(rec, A, B, C, { M, N, K });
+      rec.submit();
+      assertClose(await readF32(gpu, C, 0, M * N), want, { abs: 1e-5 * K }, `regblock ${M}x${N}x${K}`);
+    }
     const C = createBuffer(gpu, "c", M * N * 4);
     const rec = new Recorder(gpu);
-    recordNaiveMatmul(rec, upload(gpu, "a", a), upload(gpu, "b", b), C, { M, N, K });
+    recordNaiveMatmul(rec, A, B, C, { M, N, K });
     rec.submit();
     assertClose(
       await readF32(gpu, C, 0, M * N),

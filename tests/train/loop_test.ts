@@ -134,14 +134,24 @@ Deno.test("loop: resuming from a saved state replays the same steps", async () =
 });
 
 Deno.test("loop: early stopping after `patience` evaluations without improvement; the best checkpoint is saved", async () => {
-  const t = TrainingSchema.parse({ num_train_epochs: 10, eval_steps: 1, save_steps: 100, early_stopping_patience: 2 });
+  const t = TrainingSchema.parse({
+    num_train_epochs: 10,
+    eval_steps: 1,
+    save_steps: 100,
+    early_stopping_patience: 2,
+  });
   const plan = planSteps(37, t);
   const saved: number[] = [];
   const evalLosses = [5, 4, 4.5, 4.2, 3];
   let calls = 0;
-  const h = { ...hooks(10, saved), evaluate: () => Promise.resolve({ eval_loss: evalLosses[calls++], eval_perplexity: 0 }) };
+  const h = {
+    ...hooks(10, saved),
+    evaluate: () => Promise.resolve({ eval_loss: evalLosses[calls++], eval_perplexity: 0 }),
+  };
   const r = await trainLoop(new FakeEngine(), t, plan, newTrainerState(t, plan), h);
-  if (r.reason !== "early_stopping" || r.state.global_step !== 4) throw new Error(`${r.reason} at ${r.state.global_step}`);
+  if (r.reason !== "early_stopping" || r.state.global_step !== 4) {
+    throw new Error(`${r.reason} at ${r.state.global_step}`);
+  }
   if (r.state.best_model_checkpoint !== "checkpoint-2" || r.state.best_metric !== 4) throw new Error("best");
   if (!saved.includes(2) || saved.at(-1) !== 4) throw new Error(`saves ${saved}`);
 });

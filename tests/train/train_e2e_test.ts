@@ -176,7 +176,9 @@ Deno.test("SIGINT finishes the step, writes a usable checkpoint and exits 130", 
     // The live CSV is valid at every moment: the fixed header, then only whole rows.
     if (text) {
       const parsed = parseCsv(text);
-      if (parsed.header.join() !== CSV_COLUMNS.join() || !text.endsWith("\n")) throw new Error(`torn CSV: ${text}`);
+      if (parsed.header.join() !== CSV_COLUMNS.join() || !text.endsWith("\n")) {
+        throw new Error(`torn CSV: ${text}`);
+      }
       for (const row of text.trim().split("\n").slice(1)) {
         if (row.split(",").length !== CSV_COLUMNS.length) throw new Error(`torn CSV row: ${row}`);
       }
