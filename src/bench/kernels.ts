@@ -11,13 +11,16 @@
  * close a kernel is to being memory bound.
  *
  * Also the kernel ladder (naive → tiled → fused): a naive one-thread-per-output matmul
- * (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32 and with an f16 weight, dequantize
+ * (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, a register-blocked prototype without
+ * workgroup memory (kernels/bench_matmul_regblock.wgsl, the headroom on CPU adapters), the tiled kernel with an
+ * f16 weight, dequantize
  * the NF4 weight to f16 then the tiled matmul (kernels/bench_nf4_dequant.wgsl + matmul.wgsl, the path DESIGN §9
  * rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl), all on the same projection shape.
  */
 import fillSource from "../../kernels/fill_random.wgsl" with { type: "text" };
 import naiveSource from "../../kernels/bench_matmul_naive.wgsl" with { type: "text" };
 import dequantSource from "../../kernels/bench_nf4_dequant.wgsl" with { type: "text" };
+import regblockSource from "../../kernels/bench_matmul_regblock.wgsl" with { type: "text" };
 import { createBuffer, upload } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { getKernel } from "../gpu/kernel.ts";
@@ -385,8 +388,12 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
   });
 
   // ---- fused lm_head + softcap + cross-entropy over a vocab slice ----
-  const Vs = Math.min(c.vocab_size, o.ceVocab ?? 4096);
   const tableType = o.compute;
+  // One table piece, so at most one binding of rows.
+  const fitRows = Math.floor(
+    (gpu.limits.maxStorageBufferBindingSize - 16) / (H * (tableType === "f16" ? 2 : 4)),
+  );
+  const Vs = Math.min(c.vocab_size, o.ceVocab ?? 4096, fitRows);
   const table = tableType === "f16"
     ? fill.f16("ce.table", Vs * H, -0.05, 0.05)
     : fill.f32("ce.table", Vs * H, -0.05, 0.05);
@@ -550,6 +557,22 @@ export function recordNaiveMatmul(
   rec.dispatch(k, [A, B, C], [s.M, s.N, s.K], [Math.ceil(s.N / 16), Math.ceil(s.M / 16)]);
 }
 
+/**
+ * C[M, N] = A[M, K]·B[N, K]ᵀ in f32 with kernels/bench_matmul_regblock.wgsl (4×4 register blocks, no workgroup
+ * memory; K % 4 == 0 and A, B bound whole from offset 0).
+ */
+export function recordRegblockMatmul(
+  rec: Recorder,
+  A: Binding,
+  B: Binding,
+  C: Binding,
+  s: { M: number; N: number; K: number },
+): void {
+  if (s.K % 4) throw new RangeError(`bench_matmul_regblock: K = ${s.K} is not a multiple of 4`);
+  const k = getKernel(rec.gpu, { file: "bench_matmul_regblock.wgsl", code: regblockSource });
+  rec.dispatch(k, [A, B, C], [s.M, s.N, s.K], [Math.ceil(s.N / 32), Math.ceil(s.M / 32)]);
+}
+
 /** out = the NF4 weight dequantized to f16, row-major [out, in], with kernels/bench_nf4_dequant.wgsl. */
 export function recordNf4Dequant(rec: Recorder, w: Nf4Weight, out: Binding): void {
   const words = Math.ceil((w.shape[0] * w.shape[1]) / 8);
@@ -575,6 +598,8 @@ export interface LadderRung {
   speedup: number;
   /** Extra device memory the rung needs beyond x, y and the stored weight. */
   extra_bytes: number;
+  /** A benchmark-only kernel the engine does not use (left out of the step-efficiency target). */
+  prototype: boolean;
 }
 
 export interface Ladder {
@@ -584,7 +609,7 @@ export interface Ladder {
 }
 
 /**
- * One projection shape (tokens × out × in) computed five ways. The dequantize-then-matmul rung includes the
+ * One projection shape (tokens × out × in) computed five (six with the prototype) ways. The dequantize-then-matmul rung includes the
  * dequantize dispatch in its time (it runs every step: the full weight cannot be kept, DESIGN §9).
  */
 export async function benchLadder(
@@ -602,7 +627,7 @@ export async function benchLadder(
   const y = createBuffer(gpu, "ladder.y", M * N * 4);
   await fill.done();
   const flop = 2 * M * N * K;
-  const rungs: { name: string; kernel: string; extra: number; fn: RecordFn }[] = [
+  const rungs: { name: string; kernel: string; extra: number; prototype?: boolean; fn: RecordFn }[] = [
     {
       name: "naive f32",
       kernel: "bench_matmul_naive.wgsl",
@@ -615,6 +640,15 @@ export async function benchLadder(
       extra: 0,
       fn: (rec) => matmul(rec, x, w32, y, { M, N, K }),
     },
+    ...(K % 4 === 0
+      ? [{
+        name: "register-blocked f32, no workgroup memory (prototype)",
+        kernel: "bench_matmul_regblock.wgsl",
+        extra: 0,
+        prototype: true,
+        fn: (rec: Recorder) => recordRegblockMatmul(rec, x, w32, y, { M, N, K }),
+      }]
+      : []),
     {
       name: "tiled, f16 weight",
       kernel: "matmul.wgsl (B f16)",
@@ -648,6 +682,7 @@ export async function benchLadder(
       gflops: flop / (t.ms * 1e6),
       speedup: 0,
       extra_bytes: r.extra,
+      prototype: r.prototype ?? false,
     });
   }
   for (const r of out) r.speedup = out[0].ms / r.ms;

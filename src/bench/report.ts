@@ -43,7 +43,7 @@ export function formatReport(r: BenchReport): string {
     out.push(`kernel ladder, ${r.ladder.shape}:`);
     for (const g of r.ladder.rungs) {
       out.push(
-        `  ${g.name.padEnd(38)}${f(g.ms, 1).padStart(9)} ms${f(g.gflops, 3).padStart(9)} GFLOP/s` +
+        `  ${g.name.padEnd(54)}${f(g.ms, 1).padStart(9)} ms${f(g.gflops, 3).padStart(9)} GFLOP/s` +
           `  x${f(g.speedup)}${g.extra_bytes ? `  (+${formatBytes(g.extra_bytes)} for the f16 copy)` : ""}`,
       );
     }
@@ -79,7 +79,10 @@ export function formatReport(r: BenchReport): string {
             }`,
         );
       }
-      out.push(`    ${"unattributed".padEnd(15)}${f(s.unattributed_ms ?? 0, 1).padStart(10)} ms`);
+      out.push(
+        `    ${"unattributed".padEnd(15)}${f(s.unattributed_ms ?? 0, 1).padStart(10)} ms  ` +
+          `(whole step in one command buffer ${f(s.gpu_ms ?? 0, 0)} ms − Σ families)`,
+      );
     }
     const e = s.full_model_estimate;
     out.push(

@@ -32,7 +32,7 @@ export interface BenchSettings {
 
 /** Small models run whole; real-width ones are cut so the default run fits a few minutes on lavapipe. */
 export function defaultSettings(c: Gemma2Config): BenchSettings {
-  const small = c.hidden_size < 1024;
+  const small = c.hidden_size < REAL_WIDTH;
   return small
     ? {
       batch: 2,
@@ -172,9 +172,11 @@ export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
 }
 
 const MATMUL_FAMILIES = new Set(["matmul", "nf4", "qlora"]);
+/** Hidden sizes from here on count as real width (gemma-2-2b: 2304). */
+const REAL_WIDTH = 1024;
 
 export function computeTargets(
-  r: Pick<BenchReport, "kernels" | "ladder" | "step" | "memory_plan">,
+  r: Pick<BenchReport, "kernels" | "ladder" | "step" | "memory_plan" | "ceilings">,
 ): Target[] {
   const t: Target[] = [];
   const p = r.memory_plan;
@@ -188,25 +190,40 @@ export function computeTargets(
   });
   const cands: { name: string; gflops: number }[] = [];
   for (const k of r.kernels ?? []) if (MATMUL_FAMILIES.has(k.family)) cands.push(k);
-  for (const g of r.ladder?.rungs ?? []) cands.push({ name: `ladder: ${g.name}`, gflops: g.gflops });
+  for (const g of r.ladder?.rungs ?? []) {
+    if (!g.prototype) cands.push({ name: `ladder: ${g.name}`, gflops: g.gflops });
+  }
   const best = cands.reduce<{ name: string; gflops: number } | null>(
     (a, b) => (!a || b.gflops > a.gflops ? b : a),
     null,
   );
   const s = r.step;
   const ratio = s && best ? s.gflops / best.gflops : null;
+  const realWidth = s !== null && s.model.hidden >= REAL_WIDTH;
+  const proto = r.ladder?.rungs.find((g) => g.prototype);
+  const context = s
+    ? `; the step is at ${(100 * s.gflops / r.ceilings.fma_gflops).toFixed(1)}% of the FMA ceiling` +
+      (proto
+        ? ` and ${(100 * s.gflops / proto.gflops).toFixed(1)}% of the ladder's prototype (${
+          proto.gflops.toFixed(3)
+        } GFLOP/s)`
+        : "")
+    : "";
   t.push({
-    name: "training step sustains >= 50% of the best matmul GFLOP/s",
+    name: "training step on a real-width preset sustains >= 50% of the best matmul GFLOP/s",
     value: ratio,
     limit: 0.5,
-    pass: ratio === null ? null : ratio >= 0.5,
+    // Defined for real widths: a toy model's step is dispatch overhead, not matmul.
+    pass: ratio === null || !realWidth ? null : ratio >= 0.5,
     detail: s && best
-      ? `step ${s.gflops.toFixed(3)} GFLOP/s (executed FLOP ${(s.flop_executed / 1e9).toFixed(2)} G in ` +
+      ? `${
+        realWidth ? "" : `not a real-width model (hidden ${s.model.hidden} < ${REAL_WIDTH}): reported only; `
+      }step ${s.gflops.toFixed(3)} GFLOP/s (executed FLOP ${(s.flop_executed / 1e9).toFixed(2)} G in ` +
         `${s.ms.toFixed(0)} ms, ${s.model.source} ${s.model.layers}/${s.model.of_layers} layers, vocab ` +
         `${s.model.vocab}/${s.model.of_vocab}, ${s.batch}x${s.seq}) vs best matmul ${
           best.gflops.toFixed(3)
         } ` +
-        `GFLOP/s (${best.name})`
+        `GFLOP/s (${best.name}; engine kernels only, the ladder's prototype left out)${context}`
       : "needs the step and the kernel or ladder sections",
   });
   t.push({
@@ -344,7 +361,7 @@ export async function runBench(
   }
 
   const memory_plan = seedPlan(cfg, full, src.source);
-  const partial = { kernels, ladder, step, memory_plan };
+  const partial = { kernels, ladder, step, memory_plan, ceilings };
   return {
     maieutic_bench: 1,
     date: new Date().toISOString(),
