@@ -36,7 +36,7 @@ import { type EvalResult, type LoopResult, newTrainerState, type TrainBatch, tra
 import { planSteps } from "./schedule.ts";
 import type { RngState, TrainerState } from "./state.ts";
 import { GpuTrainEngine } from "./step_engine.ts";
-import { evalContextsFrom, evaluateStep } from "../eval/in_training.ts";
+import { DEFAULT_GENERATION, evalContextsFrom, evaluateStep } from "../eval/in_training.ts";
 import { versions } from "../util/versions.ts";
 
 export interface TrainOptions {
@@ -272,7 +272,12 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       evaluateStep(engine, tok, evalBatches, evalContexts, {
         step,
         logsDir: paths.logsDir,
-        generation: { contexts: t.eval_generate_samples, seed: t.seed, maxPromptTokens: maxLen },
+        // The prompt may be as long as a training example; the budget also holds the generated tokens.
+        generation: {
+          contexts: t.eval_generate_samples,
+          seed: t.seed,
+          maxPromptTokens: maxLen + DEFAULT_GENERATION.maxNewTokens,
+        },
       })
     : undefined;
   let stop = false;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../../src/config/merge.ts";
 import { runTraining } from "../../src/train/run.ts";
 import { TrainerStateSchema } from "../../src/train/state.ts";
-import { CSV_COLUMNS, parseCsv } from "../../src/report/metrics_csv.ts";
+import { CSV_COLUMNS, EVAL_METRICS, parseCsv } from "../../src/report/metrics_csv.ts";
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { testGpu } from "../helpers/gpu.ts";
 
@@ -67,7 +67,12 @@ Deno.test("tiny model trains on the bundled data: loss falls, the output tree an
   await testGpu();
   const out = await Deno.makeTempDir();
   const code = await runTraining({
-    config: cfg(out, ["training.max_steps=12", "training.eval_steps=6", "training.save_steps=6"]),
+    config: cfg(out, [
+      "training.max_steps=12",
+      "training.eval_steps=6",
+      "training.save_steps=6",
+      "training.eval_generate_samples=1",
+    ]),
   });
   if (code !== 0) throw new Error(`exit ${code}`);
   const run = join(out, "1gouki");
@@ -97,6 +102,15 @@ Deno.test("tiny model trains on the bundled data: loss falls, the output tree an
   if (evals.length !== 2 || !(evals[1].eval_loss! < evals[0].eval_loss!)) {
     throw new Error("eval loss did not fall");
   }
+  // Every eval row carries the Socratic metric columns (generation ran), each in [0, 1].
+  for (const r of evals) {
+    for (const m of EVAL_METRICS) {
+      const v = r[`eval_${m}`];
+      if (v === undefined || !(v >= 0 && v <= 1)) throw new Error(`eval_${m} = ${v} at step ${r.step}`);
+    }
+  }
+  const samples = await Deno.readTextFile(join(run, "logs/samples/step-12.jsonl"));
+  if (!samples.trim()) throw new Error("no generated samples written");
   const state = TrainerStateSchema.parse(
     JSON.parse(await Deno.readTextFile(join(run, "model/checkpoint-12/trainer_state.json"))),
   );
