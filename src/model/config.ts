@@ -30,6 +30,18 @@ export const Gemma2ConfigSchema = z.object({
 
 export type Gemma2Config = z.infer<typeof Gemma2ConfigSchema>;
 
+/** The seven linear projections of a decoder layer, by their HF module names (model order). */
+export const PROJECTIONS = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
+export type Projection = typeof PROJECTIONS[number];
+
 /** transformers: sliding-window attention on layers with layer_idx % 2 == 0. */
 export function isSlidingLayer(layer: number): boolean {
   return layer % 2 === 0;

@@ -25,17 +25,8 @@ import { crossEntropyFwd, IGNORE_INDEX, lmHeadCeBwd, lmHeadLogits } from "./ref/
 import { loraLinearBwd, loraLinearFwd } from "./ref/linear.ts";
 import { addInto, matmulDyW, matmulXWt } from "./ref/gemma2.ts";
 
-/** The seven linear projections of a decoder layer, by their HF module names. */
-export const PROJECTIONS = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-] as const;
-export type Projection = typeof PROJECTIONS[number];
+import { type Projection, PROJECTIONS } from "./config.ts";
+export { type Projection, PROJECTIONS };
 
 /** HF module path of a projection: `model.layers.{i}.self_attn.q_proj` / `model.layers.{i}.mlp.gate_proj`. */
 export function modulePath(layer: number, proj: Projection): string {

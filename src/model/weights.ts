@@ -18,17 +18,10 @@ import type { TableChunk } from "./ops/cross_entropy.ts";
 import { embeddingChunkRows } from "./ops/embedding.ts";
 import { type LinearWeight, nf4Bytes, uploadNf4 } from "./ops/linear.ts";
 import { ropeInvFreq } from "./ops/rope.ts";
+import { projectionDims } from "../lora/params.ts";
 
-export const PROJECTIONS = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-] as const;
-export type Projection = typeof PROJECTIONS[number];
+import { type Projection, PROJECTIONS } from "./config.ts";
+export { type Projection, PROJECTIONS };
 export const NORMS = [
   "input_layernorm",
   "post_attention_layernorm",
@@ -54,22 +47,10 @@ export interface ModelWeights {
   quantized: boolean;
 }
 
+/** [out, in] of a projection: nn.Linear's weight layout (dims from src/lora/params.ts projectionDims). */
 export function projectionShape(c: Gemma2Config, p: Projection): [number, number] {
-  const H = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
-  switch (p) {
-    case "q_proj":
-      return [q, H];
-    case "k_proj":
-    case "v_proj":
-      return [kv, H];
-    case "o_proj":
-      return [H, q];
-    case "gate_proj":
-    case "up_proj":
-      return [c.intermediate_size, H];
-    case "down_proj":
-      return [H, c.intermediate_size];
-  }
+  const { inF, outF } = projectionDims(c, p);
+  return [outF, inF];
 }
 
 /** HF tensor name -> where it goes. */
