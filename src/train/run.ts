@@ -24,6 +24,7 @@ import { readF32 } from "../gpu/readback.ts";
 import { initLoraParams, type LoraParams } from "../lora/params.ts";
 import { adapterToParams, loadAdapter, makeAdapterConfig, saveAdapter } from "../lora/peft.ts";
 import { openModelSource, openSession } from "../model/session.ts";
+import { parseModelName } from "../hub/load.ts";
 import { readSafetensorsFile } from "../safetensors/read_file.ts";
 import { writeSafetensors } from "../safetensors/write.ts";
 import { type ChatTokenizer, loadTokenizer } from "../tokenizer/tokenizer.ts";
@@ -124,6 +125,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
         `resume with --seed ${resumed.rng.seed}`,
     );
   }
+  await parseModelName(cfg.model.name); // a bad --model is a usage error before any download or GPU work
   const gpu = await getGpu();
   if (o.overwrite && hasRun) {
     await Deno.remove(paths.modelDir, { recursive: true }).catch(() => {});
