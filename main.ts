@@ -27,8 +27,13 @@ async function main(argv: string[]): Promise<number> {
     return await mod.run(rest);
   } catch (err) {
     const code = exitCodeFor(err);
-    const msg = err instanceof Error ? (code === 1 ? err.stack ?? err.message : err.message) : String(err);
+    // Runtime failures show their stack only with MAIEUTIC_DEBUG=1; usage errors are one clear message.
+    const debug = Boolean(Deno.env.get("MAIEUTIC_DEBUG"));
+    const msg = err instanceof Error
+      ? (debug && code === 1 ? err.stack ?? err.message : err.message)
+      : String(err);
     console.error(`error: ${msg}`);
+    if (code === 1 && !debug) console.error("(set MAIEUTIC_DEBUG=1 for the stack trace)");
     return code;
   }
 }
