@@ -10,12 +10,16 @@
  * read once and every output written once (what a perfect kernel would move), so GB/s / copy ceiling says how
  * close a kernel is to being memory bound.
  *
- * Also the kernel ladder (naive → tiled → fused): a naive one-thread-per-output matmul
- * (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, a register-blocked prototype without
- * workgroup memory (kernels/bench_matmul_regblock.wgsl, the headroom on CPU adapters), the tiled kernel with an
- * f16 weight, dequantize
- * the NF4 weight to f16 then the tiled matmul (kernels/bench_nf4_dequant.wgsl + matmul.wgsl, the path DESIGN §9
- * rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl), all on the same projection shape.
+ * The kernel cases use the engine's choice of kernels (src/gpu/ops/matmul.ts kernelVariant: by adapter, or
+ * MAIEUTIC_KERNELS=tiled|regblock), plus decode-sized cases (1 token: the small-M paths).
+ *
+ * Also the kernel ladder (naive → tiled → fused) on one projection shape, the tiled family forced: a naive
+ * one-thread-per-output matmul (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, the
+ * first register-blocked prototype (kernels/bench_matmul_regblock.wgsl), the tiled kernel with an f16 weight,
+ * dequantize the NF4 weight to f16 then the tiled matmul (kernels/bench_nf4_dequant.wgsl + matmul.wgsl, the
+ * path DESIGN §9 rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl); then the register-blocked
+ * family on the same shape (kernels/matmul_regblock.wgsl in f32 and with an f16 weight,
+ * kernels/nf4_matmul_regblock.wgsl).
  */
 import fillSource from "../../kernels/fill_random.wgsl" with { type: "text" };
 import naiveSource from "../../kernels/bench_matmul_naive.wgsl" with { type: "text" };
@@ -272,6 +276,33 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
       record: (rec) => linearBackward(rec, { dy: x32, x: x32, weight: p.w, dx }, p.s),
     });
   }
+  // Decode: one token (Decoder.step runs the projections with tokens = rows = 1, and the head on one row).
+  const p1 = { ...pq.s, tokens: 1 };
+  cases.push({
+    name: "nf4 matmul q_proj 1 tok",
+    family: "nf4",
+    shape: `y[1,${QD}] = x[1,${H}]·W_nf4[${QD},${H}]ᵀ (decode), ${o.compute} operands`,
+    flop: linearFlops(p1),
+    bytes: H * 4 + nf4W(QD, H) + QD * 4,
+    record: (rec) => linearForward(rec, { x: x32, weight: wq, y }, p1),
+  });
+  const g1 = { ...pg.s, tokens: 1 };
+  cases.push({
+    name: "nf4 matmul gate 1 tok",
+    family: "nf4",
+    shape: `y[1,${I}] = x[1,${H}]·W_nf4[${I},${H}]ᵀ (decode), ${o.compute} operands`,
+    flop: linearFlops(g1),
+    bytes: H * 4 + nf4W(I, H) + I * 4,
+    record: (rec) => linearForward(rec, { x: x32, weight: wg, y }, g1),
+  });
+  cases.push({
+    name: "matmul NT f16 1 row",
+    family: "matmul",
+    shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B (decode: the head's product per vocab chunk)`,
+    flop: 2 * QD * H,
+    bytes: H * 2 + QD * H * 2 + QD * 4,
+    record: (rec) => matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16" }),
+  });
   cases.push({
     name: "lora fwd q_proj",
     family: "lora",
@@ -606,10 +637,13 @@ export interface Ladder {
   shape: string;
   flop: number;
   rungs: LadderRung[];
+  /** The register-blocked engine kernels on the same shape (f32, f16 weight, fused NF4). */
+  regblock?: LadderRung[];
 }
 
 /**
- * One projection shape (tokens × out × in) computed five (six with the prototype) ways. The dequantize-then-matmul rung includes the
+ * One projection shape (tokens × out × in) computed five (six with the prototype) ways with the tiled kernels
+ * forced, then three more with the register-blocked family (`regblock`). The dequantize-then-matmul rung includes the
  * dequantize dispatch in its time (it runs every step: the full weight cannot be kept, DESIGN §9).
  */
 export async function benchLadder(
@@ -627,7 +661,8 @@ export async function benchLadder(
   const y = createBuffer(gpu, "ladder.y", M * N * 4);
   await fill.done();
   const flop = 2 * M * N * K;
-  const rungs: { name: string; kernel: string; extra: number; prototype?: boolean; fn: RecordFn }[] = [
+  type Rung = { name: string; kernel: string; extra: number; prototype?: boolean; fn: RecordFn };
+  const rungs: Rung[] = [
     {
       name: "naive f32",
       kernel: "bench_matmul_naive.wgsl",
@@ -638,7 +673,7 @@ export async function benchLadder(
       name: "tiled f32",
       kernel: "matmul.wgsl",
       extra: 0,
-      fn: (rec) => matmul(rec, x, w32, y, { M, N, K }),
+      fn: (rec) => matmul(rec, x, w32, y, { M, N, K, kernels: "tiled" }),
     },
     ...(K % 4 === 0
       ? [{
@@ -653,7 +688,7 @@ export async function benchLadder(
       name: "tiled, f16 weight",
       kernel: "matmul.wgsl (B f16)",
       extra: 0,
-      fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16" }),
+      fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "tiled" }),
     },
     {
       name: "dequantize NF4 to f16, then tiled",
@@ -661,7 +696,7 @@ export async function benchLadder(
       extra: N * K * 2,
       fn: (rec) => {
         recordNf4Dequant(rec, wq, deq);
-        matmul(rec, x, deq, y, { M, N, K, bType: "f16" });
+        matmul(rec, x, deq, y, { M, N, K, bType: "f16", kernels: "tiled" });
       },
     },
     {
@@ -669,13 +704,46 @@ export async function benchLadder(
       kernel: "nf4_matmul.wgsl",
       extra: 0,
       fn: (rec) =>
-        linearForward(rec, { x, weight: wq, y }, { tokens: M, inF: K, outF: N, compute: o.compute }),
+        linearForward(rec, { x, weight: wq, y }, {
+          tokens: M,
+          inF: K,
+          outF: N,
+          compute: o.compute,
+          kernels: "tiled",
+        }),
     },
   ];
-  const out: LadderRung[] = [];
-  for (const r of rungs) {
+  // The register-blocked family on the same shape (the engine's kernels on CPU adapters).
+  const regRungs: Rung[] = [
+    {
+      name: "register-blocked f32",
+      kernel: "matmul_regblock.wgsl",
+      extra: 0,
+      fn: (rec) => matmul(rec, x, w32, y, { M, N, K, kernels: "regblock" }),
+    },
+    {
+      name: "register-blocked, f16 weight",
+      kernel: "matmul_regblock.wgsl (B f16)",
+      extra: 0,
+      fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "regblock" }),
+    },
+    {
+      name: "fused NF4, register-blocked",
+      kernel: "nf4_matmul_regblock.wgsl",
+      extra: 0,
+      fn: (rec) =>
+        linearForward(rec, { x, weight: wq, y }, {
+          tokens: M,
+          inF: K,
+          outF: N,
+          compute: o.compute,
+          kernels: "regblock",
+        }),
+    },
+  ];
+  const time = async (r: Rung): Promise<LadderRung> => {
     const t = await timer.time(r.fn, { minMs: o.minMs ?? 150, acceptPilotMs: 400, label: r.name });
-    out.push({
+    return {
       name: r.name,
       kernel: r.kernel,
       ms: t.ms,
@@ -683,9 +751,13 @@ export async function benchLadder(
       speedup: 0,
       extra_bytes: r.extra,
       prototype: r.prototype ?? false,
-    });
-  }
-  for (const r of out) r.speedup = out[0].ms / r.ms;
+    };
+  };
+  const out: LadderRung[] = [];
+  for (const r of rungs) out.push(await time(r));
+  const reg: LadderRung[] = [];
+  for (const r of regRungs) reg.push(await time(r));
+  for (const r of [...out, ...reg]) r.speedup = out[0].ms / r.ms;
   for (const b of [x, w32, w16, wq.packed, wq.qabsmax, wq.absmax2, deq, y]) b.destroy();
-  return { shape: `y[${M},${N}] = x[${M},${K}]·W[${N},${K}]ᵀ`, flop, rungs: out };
+  return { shape: `y[${M},${N}] = x[${M},${K}]·W[${N},${K}]ᵀ`, flop, rungs: out, regblock: reg };
 }

@@ -12,6 +12,8 @@ export function formatReport(r: BenchReport): string {
     driver_package: string | null;
     cpu_cores: number;
     load_average: number[] | null;
+    kernels?: string;
+    kernels_from?: string;
   };
   out.push(`maieutic bench — ${r.model} — ${r.date}`);
   out.push(
@@ -19,6 +21,7 @@ export function formatReport(r: BenchReport): string {
       `${m.driver_package ? `, ${m.driver_package}` : ""}, ${m.cpu_cores} CPU cores` +
       `${m.load_average ? `, load ${m.load_average.map((x) => x.toFixed(2)).join(" ")}` : ""}`,
   );
+  if (m.kernels) out.push(`matmul kernels: ${m.kernels} (chosen by ${m.kernels_from ?? "adapter"})`);
   out.push(
     `ceilings: streaming copy ${f(r.ceilings.copy_gbps)} GB/s, FMA loop ${f(r.ceilings.fma_gflops)} GFLOP/s`,
   );
@@ -41,7 +44,7 @@ export function formatReport(r: BenchReport): string {
   if (r.ladder) {
     out.push("");
     out.push(`kernel ladder, ${r.ladder.shape}:`);
-    for (const g of r.ladder.rungs) {
+    for (const g of [...r.ladder.rungs, ...r.ladder.regblock ?? []]) {
       out.push(
         `  ${g.name.padEnd(54)}${f(g.ms, 1).padStart(9)} ms${f(g.gflops, 3).padStart(9)} GFLOP/s` +
           `  x${f(g.speedup)}${g.extra_bytes ? `  (+${formatBytes(g.extra_bytes)} for the f16 copy)` : ""}`,

@@ -38,9 +38,10 @@ import type { GpuTimer } from "./timing.ts";
 /** The family of a kernel, from its file name (the cache key starts with `<file>#`). */
 export function kernelFamily(kernelName: string): string {
   const file = kernelName.split("#")[0];
-  if (file.startsWith("nf4_matmul")) return "nf4_matmul";
+  // nf4_matmul(_dx)(_regblock).wgsl and nf4_matvec.wgsl; matmul.wgsl, matmul_regblock.wgsl and matvec.wgsl.
+  if (file.startsWith("nf4_matmul") || file === "nf4_matvec.wgsl") return "nf4_matmul";
   if (file.startsWith("lora_")) return "lora";
-  if (file === "matmul.wgsl") return "dense_matmul";
+  if (file.startsWith("matmul") || file === "matvec.wgsl") return "dense_matmul";
   if (file.startsWith("cross_entropy")) return "cross_entropy";
   if (file.startsWith("attention")) return "attention";
   if (file.startsWith("rmsnorm")) return "rmsnorm";

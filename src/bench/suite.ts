@@ -6,6 +6,7 @@
 import type { Config } from "../config/schema.ts";
 import { BufferPool } from "../gpu/buffers.ts";
 import { type Gpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
+import { kernelsFromEnv, kernelVariant } from "../gpu/ops/matmul.ts";
 import { GEMMA2_2B_RANDOM } from "../hub/load.ts";
 import { GEMMA2_2B } from "../model/config.ts";
 import type { Gemma2Config } from "../model/config.ts";
@@ -166,6 +167,10 @@ export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
     os: `${Deno.build.os} ${Deno.build.arch}`,
     deno: Deno.version.deno,
     load_average: Deno.build.os === "linux" ? Deno.loadavg() : null,
+    // The matmul kernel family the engine uses here (src/gpu/ops/matmul.ts kernelVariant): by adapter, or
+    // MAIEUTIC_KERNELS=tiled|regblock.
+    kernels: kernelVariant(gpu),
+    kernels_from: kernelsFromEnv() ? "MAIEUTIC_KERNELS" : "adapter",
     timing: "wall clock around queue.onSubmittedWorkDone(), submit overhead subtracted" +
       (gpu.timestamps ? " (timestamp queries exist but are not used: lavapipe reports zeros)" : ""),
   };
@@ -190,7 +195,7 @@ export function computeTargets(
   });
   const cands: { name: string; gflops: number }[] = [];
   for (const k of r.kernels ?? []) if (MATMUL_FAMILIES.has(k.family)) cands.push(k);
-  for (const g of r.ladder?.rungs ?? []) {
+  for (const g of [...r.ladder?.rungs ?? [], ...r.ladder?.regblock ?? []]) {
     if (!g.prototype) cands.push({ name: `ladder: ${g.name}`, gflops: g.gflops });
   }
   const best = cands.reduce<{ name: string; gflops: number } | null>(
@@ -292,7 +297,7 @@ export async function runBench(
   if (sections.ladder) {
     const QD = full.num_attention_heads * full.head_dim;
     ladder = await benchLadder(gpu, timer, { M: Math.max(N, 1), N: QD, K: full.hidden_size, compute: dtype });
-    for (const r of ladder.rungs) {
+    for (const r of [...ladder.rungs, ...ladder.regblock ?? []]) {
       log(`ladder ${r.name}: ${r.ms.toFixed(1)} ms, ${r.gflops.toFixed(3)} GFLOP/s`);
     }
   }

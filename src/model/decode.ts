@@ -6,7 +6,9 @@
  *   prefill(prompt):  the whole prompt at once (positions 0..P−1, one sequence): the same ops as the engine's
  *                     forward (flash attention over the prompt); every layer's k and v are then copied into
  *                     each row of that layer's cache; the logits of the last position go to every row.
- *   step(ids):        one token per row at position n (all rows share n): projections with tokens = rows,
+ *   step(ids):        one token per row at position n (all rows share n): projections with tokens = rows (the
+ *                     small-M kernels of src/model/ops/linear.ts and the LM head's matmul: nf4_matvec.wgsl /
+ *                     matvec.wgsl on GPUs, register blocks of `rows` rows on CPU adapters; no 64-row tiles),
  *                     RoPE with pos0 = n, k/v appended to the cache by the projection itself (strided output),
  *                     kernels/attention_decode.wgsl over the cached keys (sliding window on even layers),
  *                     final norm and the softcapped logits [rows, V] (the fused head's `logits` output, vocab

@@ -1,16 +1,62 @@
 /**
- * Host side of kernels/matmul.wgsl: C = alpha · op(A)·op(B)ᵀ + beta · C, f32 accumulation, optional f16
+ * Host side of the matrix product C = alpha · op(A)·op(B)ᵀ + beta · C, f32 accumulation, optional f16
  * operands. The model uses three layouts: x·Wᵀ (forward, "NT"), dY·W (input gradient, transB), and
  * dYᵀ·X (weight gradient, transA + transB).
+ *
+ * Kernels (same Params and semantics, chosen here by adapter and shape; DESIGN §9):
+ *   - "tiled" family (GPUs): kernels/matmul.wgsl (workgroup-memory tiles), and kernels/matvec.wgsl for M ≤ 8
+ *     with B stored N×K (decode: the LM head over a vocab chunk, dense projections of a few rows), which splits
+ *     K over a workgroup instead of computing a 16-row tile for one row;
+ *   - "regblock" family (CPU adapters, gpu.isSoftware): kernels/matmul_regblock.wgsl (registers only, no
+ *     barriers: on lavapipe the barriers of the tiled kernel cost ~6× its arithmetic, BENCHMARKS.md), with
+ *     TM = min(M, 8) rows per workgroup so small M computes no padding rows.
+ * `kernelVariant` picks the family: the wrapper option `kernels` (tests), else MAIEUTIC_KERNELS=tiled|regblock
+ * (tests, benchmarks), else the adapter. src/model/ops/linear.ts uses the same choice for the NF4 kernels.
  */
 import source from "../../../kernels/matmul.wgsl" with { type: "text" };
+import regblockSource from "../../../kernels/matmul_regblock.wgsl" with { type: "text" };
+import matvecSource from "../../../kernels/matvec.wgsl" with { type: "text" };
+import { UsageError } from "../../cli/errors.ts";
 import type { Gpu } from "../device.ts";
 import { getKernel, type Kernel } from "../kernel.ts";
 import { f32, type ParamValue } from "../params.ts";
-import type { Binding, Recorder } from "../recorder.ts";
+import { type Binding, foldGrid, type Recorder } from "../recorder.ts";
 
 export type Elem = "f32" | "f16";
 const TILE = 64;
+
+/** Kernel families: workgroup-memory tiles (GPUs) or register blocks without barriers (CPU adapters). */
+export type KernelVariant = "tiled" | "regblock";
+export const KERNEL_VARIANTS: readonly KernelVariant[] = ["tiled", "regblock"];
+
+/** Rows at or below which the small-M kernels (matvec.wgsl, nf4_matvec.wgsl; regblock with TM = M) are used. */
+export const SMALL_M = 8;
+
+/** Invocations per workgroup of the register-blocked kernels (lavapipe's SIMD width at 256 bits), 8 columns each. */
+export const REGBLOCK_WG = 8;
+
+/** MAIEUTIC_KERNELS, validated; undefined when unset (or when the environment cannot be read). */
+export function kernelsFromEnv(): KernelVariant | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("MAIEUTIC_KERNELS");
+  } catch {
+    return undefined; // no --allow-env: choose by adapter
+  }
+  if (!v) return undefined;
+  if (v === "tiled" || v === "regblock") return v;
+  throw new UsageError(
+    `MAIEUTIC_KERNELS=${v} is not a kernel family: set it to "tiled" or "regblock", or unset it to choose by adapter`,
+  );
+}
+
+/**
+ * The kernel family for a dispatch: `forced` (a wrapper option), else MAIEUTIC_KERNELS, else by adapter:
+ * "regblock" on CPU adapters (gpu.isSoftware: lavapipe/llvmpipe, SwiftShader, WARP), "tiled" on GPUs.
+ */
+export function kernelVariant(gpu: Gpu, forced?: KernelVariant): KernelVariant {
+  return forced ?? kernelsFromEnv() ?? (gpu.isSoftware ? "regblock" : "tiled");
+}
 
 export interface MatmulShape {
   M: number;
@@ -38,6 +84,8 @@ export interface MatmulShape {
   aType?: Elem;
   bType?: Elem;
   cType?: Elem;
+  /** Kernel family (default: `kernelVariant`, i.e. MAIEUTIC_KERNELS or by adapter); tests force both. */
+  kernels?: KernelVariant;
 }
 
 /** Rows per invocation: the tile is 16·TM rows tall, so small M (decode, short batches) wastes little. */
@@ -79,10 +127,44 @@ export function matmulParams(s: MatmulShape): ParamValue[] {
   ];
 }
 
+/** Which kernel `matmul` records for a shape. */
+export function matmulPath(gpu: Gpu, s: MatmulShape): "tiled" | "matvec" | "regblock" {
+  if (kernelVariant(gpu, s.kernels) === "regblock") return "regblock";
+  return s.M >= 1 && s.M <= SMALL_M && !s.transB ? "matvec" : "tiled";
+}
+
 export function matmul(rec: Recorder, A: Binding, B: Binding, C: Binding, s: MatmulShape): void {
-  const k = matmulKernel(rec.gpu, s);
+  const { gpu } = rec;
+  const batch = s.batch ?? 1;
+  const types = { A_T: s.aType ?? "f32", B_T: s.bType ?? "f32", C_T: s.cType ?? "f32" };
+  const path = matmulPath(gpu, s);
+  if (path === "regblock") {
+    const TM = Math.max(1, Math.min(s.M, 8));
+    const k = getKernel(gpu, {
+      file: "matmul_regblock.wgsl",
+      code: regblockSource,
+      constants: { TRANS_A: s.transA ? 1 : 0, TRANS_B: s.transB ? 1 : 0, TM, WG: REGBLOCK_WG },
+      types,
+    });
+    const grid = [Math.ceil(s.N / (8 * REGBLOCK_WG)), Math.ceil(s.M / TM), batch] as const;
+    rec.dispatch(k, [A, B, C], matmulParams(s), grid);
+    return;
+  }
+  if (path === "matvec") {
+    const k = getKernel(gpu, {
+      file: "matvec.wgsl",
+      code: matvecSource,
+      constants: { TRANS_A: s.transA ? 1 : 0, MR: s.M },
+      types,
+    });
+    // Column blocks of 4 over a 1-D grid folded into x/y; the batch in z.
+    const [x, y] = foldGrid(Math.ceil(s.N / 4), gpu.limits.maxComputeWorkgroupsPerDimension);
+    rec.dispatch(k, [A, B, C], matmulParams(s), [x, y, batch]);
+    return;
+  }
+  const k = matmulKernel(gpu, s);
   const rows = 16 * matmulRowsPerThread(s.M);
-  rec.dispatch(k, [A, B, C], matmulParams(s), [Math.ceil(s.N / TILE), Math.ceil(s.M / rows), s.batch ?? 1]);
+  rec.dispatch(k, [A, B, C], matmulParams(s), [Math.ceil(s.N / TILE), Math.ceil(s.M / rows), batch]);
 }
 
 /** Useful work in FLOP for benchmarks. */

@@ -21,6 +21,9 @@
  */
 import nf4Source from "../../../kernels/nf4_matmul.wgsl" with { type: "text" };
 import nf4DxSource from "../../../kernels/nf4_matmul_dx.wgsl" with { type: "text" };
+import nf4RegblockSource from "../../../kernels/nf4_matmul_regblock.wgsl" with { type: "text" };
+import nf4DxRegblockSource from "../../../kernels/nf4_matmul_dx_regblock.wgsl" with { type: "text" };
+import nf4MatvecSource from "../../../kernels/nf4_matvec.wgsl" with { type: "text" };
 import loraDownSource from "../../../kernels/lora_down.wgsl" with { type: "text" };
 import loraGradSource from "../../../kernels/lora_grad.wgsl" with { type: "text" };
 import loraUpSource from "../../../kernels/lora_up.wgsl" with { type: "text" };
@@ -28,9 +31,9 @@ import type { BufferPool } from "../../gpu/buffers.ts";
 import { upload } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
 import { getKernel, type Kernel } from "../../gpu/kernel.ts";
-import { matmul } from "../../gpu/ops/matmul.ts";
+import { type KernelVariant, kernelVariant, matmul, REGBLOCK_WG, SMALL_M } from "../../gpu/ops/matmul.ts";
 import { f32 } from "../../gpu/params.ts";
-import type { Binding, Recorder } from "../../gpu/recorder.ts";
+import { type Binding, foldGrid, type Recorder } from "../../gpu/recorder.ts";
 import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
 import { DROPOUT_WGSL_LIB, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
 
@@ -91,6 +94,8 @@ export interface LinearShape {
   offX?: number;
   ldy?: number;
   offY?: number;
+  /** Kernel family (default: `kernelVariant`: MAIEUTIC_KERNELS, else by adapter); tests force both. */
+  kernels?: KernelVariant;
 }
 
 export interface LinearForwardArgs {
@@ -217,7 +222,7 @@ export function uploadNf4(gpu: Gpu, t: Nf4Data, label: string, pool?: BufferPool
 
 // ---- kernels ----
 
-function computeTypes(gpu: Gpu, compute: ComputeType | undefined): Record<string, string> {
+function computeTypes(gpu: Gpu, compute: ComputeType | undefined): { OP_T: string; OP_MAX: string } {
   const c = compute ?? (gpu.f16 ? "f16" : "f32");
   if (c === "f16" && !gpu.f16) throw new Error("compute f16 requested but the adapter lacks shader-f16");
   // OP_MAX: f16 operands are clamped to the largest finite f16, so they never become Inf (DESIGN §5).
@@ -318,6 +323,12 @@ function strides(s: LinearShape) {
   return { ldx: s.ldx ?? s.inF, offX: s.offX ?? 0, ldy: s.ldy ?? s.outF, offY: s.offY ?? 0 };
 }
 
+/** Which NF4 forward kernel linearForward records for a shape (see the module comment). */
+export function linearForwardPath(gpu: Gpu, s: LinearShape): "tiled" | "matvec" | "regblock" {
+  if (kernelVariant(gpu, s.kernels) === "regblock") return "regblock";
+  return s.tokens >= 1 && s.tokens <= SMALL_M ? "matvec" : "tiled";
+}
+
 /**
  * Records y (+)= x·Wᵀ + scaling·B(A(dropout(x))). `a.u` receives dropout(x)·Aᵀ (keep it for the backward).
  * Dispatches: NF4 without LoRA 1, NF4 with LoRA 2, dense 1 (+2 with LoRA).
@@ -344,38 +355,56 @@ export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShap
   const beta = a.accumulate ? 1 : 0;
   const w = a.weight;
   if (w.kind === "nf4") {
-    const k = kernel(rec.gpu, "nf4_matmul.wgsl", nf4Source, { FAST: s.inF % 8 === 0 ? 1 : 0 }, {
-      X_T: s.actType ?? "f32",
-      ...computeTypes(gpu, s.compute),
-    });
-    rec.dispatch(
-      k,
-      [
-        a.x,
-        w.packed,
-        w.qabsmax,
-        w.absmax2,
-        nf4Tables(gpu),
-        lora ? a.u! : dummy(gpu),
-        lora ? lora.B : dummy(gpu),
-        a.y,
-      ],
-      [
-        M,
-        s.outF,
-        s.inF,
-        ldx,
-        ldy,
-        offX,
-        offY,
-        f32(beta),
-        f32(w.offset),
-        0, // zero: opaque to the compiler (no fma contraction in the absmax dequant)
-        lora ? lora.r : 0,
-        f32(lora ? lora.scaling : 0),
-      ],
-      [Math.ceil(s.outF / TILE), Math.ceil(M / TILE)],
-    );
+    const bindings = [
+      a.x,
+      w.packed,
+      w.qabsmax,
+      w.absmax2,
+      nf4Tables(gpu),
+      lora ? a.u! : dummy(gpu),
+      lora ? lora.B : dummy(gpu),
+      a.y,
+    ];
+    const params = [
+      M,
+      s.outF,
+      s.inF,
+      ldx,
+      ldy,
+      offX,
+      offY,
+      f32(beta),
+      f32(w.offset),
+      0, // zero: opaque to the compiler (no fma contraction in the absmax dequant)
+      lora ? lora.r : 0,
+      f32(lora ? lora.scaling : 0),
+    ];
+    const types = { X_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) };
+    const FAST = s.inF % 8 === 0 ? 1 : 0;
+    const path = linearForwardPath(gpu, s);
+    if (path === "regblock") {
+      const TM = Math.max(1, Math.min(M, 8));
+      const k = kernel(gpu, "nf4_matmul_regblock.wgsl", nf4RegblockSource, {
+        FAST,
+        A64: s.inF % 64 === 0 ? 1 : 0,
+        F16: types.OP_T === "f16" ? 1 : 0,
+        TM,
+        WG: REGBLOCK_WG,
+      }, types);
+      rec.dispatch(k, bindings, params, [Math.ceil(s.outF / (8 * REGBLOCK_WG)), Math.ceil(M / TM)]);
+    } else if (path === "matvec") {
+      const k = kernel(gpu, "nf4_matvec.wgsl", nf4MatvecSource, { FAST, MR: M }, types);
+      // Blocks of 4 features over a 1-D grid folded into x/y.
+      rec.dispatch(
+        k,
+        bindings,
+        params,
+        foldGrid(Math.ceil(s.outF / 4), gpu.limits.maxComputeWorkgroupsPerDimension),
+      );
+    } else {
+      const k = kernel(gpu, "nf4_matmul.wgsl", nf4Source, { FAST }, types);
+      rec.dispatch(k, bindings, params, [Math.ceil(s.outF / TILE), Math.ceil(M / TILE)]);
+    }
     return;
   }
   matmul(rec, a.x, w.buffer, a.y, {
@@ -389,6 +418,7 @@ export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShap
     offC: offY,
     aType: s.actType ?? "f32",
     bType: w.dtype,
+    kernels: s.kernels,
   });
   if (lora) {
     recordLoraUp(rec, a.u!, lora.B, a.y, {
@@ -457,37 +487,45 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
   const beta = a.accumulateDx ? 1 : 0;
   const w = a.weight;
   if (w.kind === "nf4") {
-    const k = kernel(rec.gpu, "nf4_matmul_dx.wgsl", withDropout(nf4DxSource), {
-      FAST: s.inF % 8 === 0 ? 1 : 0,
-    }, { Y_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) });
-    rec.dispatch(
-      k,
-      [
-        a.dy,
-        w.packed,
-        w.qabsmax,
-        w.absmax2,
-        nf4Tables(gpu),
-        lora ? a.du! : dummy(gpu),
-        lora ? lora.A : dummy(gpu),
-        a.dx,
-      ],
-      [
-        M,
-        s.inF,
-        s.outF,
-        ldy,
-        ldx,
-        offY,
-        offX,
-        f32(beta),
-        f32(w.offset),
-        0,
-        lora ? lora.r : 0,
-        ...dropoutParams(lora?.dropout),
-      ],
-      [Math.ceil(s.inF / TILE), Math.ceil(M / TILE)],
-    );
+    const bindings = [
+      a.dy,
+      w.packed,
+      w.qabsmax,
+      w.absmax2,
+      nf4Tables(gpu),
+      lora ? a.du! : dummy(gpu),
+      lora ? lora.A : dummy(gpu),
+      a.dx,
+    ];
+    const params = [
+      M,
+      s.inF,
+      s.outF,
+      ldy,
+      ldx,
+      offY,
+      offX,
+      f32(beta),
+      f32(w.offset),
+      0,
+      lora ? lora.r : 0,
+      ...dropoutParams(lora?.dropout),
+    ];
+    const types = { Y_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) };
+    const FAST = s.inF % 8 === 0 ? 1 : 0;
+    if (kernelVariant(gpu, s.kernels) === "regblock") {
+      const TM = Math.max(1, Math.min(M, 8));
+      const k = kernel(gpu, "nf4_matmul_dx_regblock.wgsl", withDropout(nf4DxRegblockSource), {
+        FAST,
+        F16: types.OP_T === "f16" ? 1 : 0,
+        TM,
+        WG: REGBLOCK_WG,
+      }, types);
+      rec.dispatch(k, bindings, params, [Math.ceil(s.inF / (8 * REGBLOCK_WG)), Math.ceil(M / TM)]);
+    } else {
+      const k = kernel(gpu, "nf4_matmul_dx.wgsl", withDropout(nf4DxSource), { FAST }, types);
+      rec.dispatch(k, bindings, params, [Math.ceil(s.inF / TILE), Math.ceil(M / TILE)]);
+    }
     return;
   }
   matmul(rec, a.dy, w.buffer, a.dx, {
@@ -502,6 +540,7 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
     offC: offX,
     aType: s.actType ?? "f32",
     bType: w.dtype,
+    kernels: s.kernels,
   });
   if (lora) {
     recordLoraUp(rec, a.du!, lora.A, a.dx, {

@@ -1,0 +1,197 @@
+// Register-blocked variant of kernels/nf4_matmul_dx.wgsl for CPU adapters (chosen by src/model/ops/linear.ts
+// when gpu.isSoftware, or MAIEUTIC_KERNELS=regblock): the same input gradient through the frozen NF4 weight
+//   dX = dY · W  +  mask ∘ (dU · A)  (+ dX when beta = 1), f32 accumulation,
+// with the same Params, bindings, dequantization and operand rounding (see nf4_matmul_dx.wgsl and
+// nf4_matmul_regblock.wgsl) and the same order: the LoRA part first (f32), masked, then the base product in k
+// order. No workgroup memory and no barriers (BENCHMARKS.md finding 1), and few loads per multiply-add:
+//   - a workgroup owns TM ≤ 8 rows (row0 = wg.y * TM) and WG packed words of columns; each invocation owns one
+//     word, i.e. 8 consecutive columns of W (FAST, host: N % 8 == 0: a word never straddles rows or 64-blocks),
+//     and keeps the TM × 8 block of dX in registers;
+//   - per k it loads one word (8 weights), its absmax (one per word: consecutive k are N apart, in other
+//     64-blocks) and TM values of dY, for 8·TM multiply-adds; codes go through the select tree of
+//     nf4_matmul_regblock.wgsl, rounding through its integer `rnd4`.
+// N % 8 != 0 (tests' odd shapes only) takes a per-element path. Rows/columns past the edge are clamped to the
+// last valid one for loading (their results are dropped).
+// The dropout library (pcg_hash, dropout_mult) is appended by the host from kernels/lora_dropout.wgsl.
+
+struct Params {
+  M: u32, N: u32, K: u32, ldy: u32,
+  ldx: u32, offY: u32, offX: u32, beta: f32,
+  offset: f32, zero: u32, R: u32, dropout: u32,
+  k0: u32, k1: u32, threshold: u32, scale: f32,
+}
+
+override FAST: u32 = 0u;
+override F16: u32 = 0u;
+override TM: u32 = 8u;
+override WG: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> DY: array<Y_T>;
+@group(0) @binding(2) var<storage, read> Wq: array<u32>;
+@group(0) @binding(3) var<storage, read> Qa: array<u32>;
+@group(0) @binding(4) var<storage, read> absmax2: array<f32>;
+@group(0) @binding(5) var<storage, read> tables: array<f32>;
+@group(0) @binding(6) var<storage, read> DU: array<f32>;
+@group(0) @binding(7) var<storage, read> LA: array<f32>;
+@group(0) @binding(8) var<storage, read_write> DX: array<f32>;
+
+fn absmax_of(block: u32) -> f32 {
+  let q = (Qa[block >> 2u] >> ((block & 3u) * 8u)) & 0xffu;
+  let prod = tables[16u + q] * absmax2[block >> 8u];
+  // Opaque zero: no fma contraction of prod + offset (bitsandbytes rounds the product first).
+  return bitcast<f32>(bitcast<u32>(prod) ^ p.zero) + p.offset;
+}
+
+// v clamped to ±OP_MAX and rounded to the operand type (f16: nearest even), as f32 (see nf4_matmul_regblock.wgsl).
+fn rnd4(v: vec4f) -> vec4f {
+  let c = clamp(v, vec4f(-OP_MAX), vec4f(OP_MAX));
+  if (F16 == 0u) { return c; }
+  let b = bitcast<vec4u>(c);
+  let normal = bitcast<vec4f>((b + vec4u(0xfffu) + ((b >> vec4u(13u)) & vec4u(1u))) & vec4u(0xffffe000u));
+  let subnormal = round(c * 16777216.0) * 5.9604644775390625e-8;
+  return select(subnormal, normal, abs(c) >= vec4f(6.103515625e-05));
+}
+
+struct Code { q0: vec4f, q1: vec4f, q2: vec4f, q3: vec4f }
+
+fn pick(q: vec4f, b0: vec4<bool>, b1: vec4<bool>) -> vec4f {
+  return select(select(vec4f(q.x), vec4f(q.y), b0), select(vec4f(q.z), vec4f(q.w), b0), b1);
+}
+
+fn lut4(c: vec4u, t: Code) -> vec4f {
+  let b0 = (c & vec4u(1u)) != vec4u(0u);
+  let b1 = (c & vec4u(2u)) != vec4u(0u);
+  let b2 = (c & vec4u(4u)) != vec4u(0u);
+  let b3 = (c & vec4u(8u)) != vec4u(0u);
+  return select(select(pick(t.q0, b0, b1), pick(t.q1, b0, b1), b2),
+                select(pick(t.q2, b0, b1), pick(t.q3, b0, b1), b2), b3);
+}
+
+// One row's 8 columns (a: columns 0..3 of the invocation's word, b: 4..7).
+struct Acc { a: vec4f, b: vec4f }
+
+fn deq8(word: u32, am: f32, t: Code) -> Acc {
+  let cl = (vec4u(word) >> vec4u(4u, 0u, 12u, 8u)) & vec4u(0xfu);
+  let ch = (vec4u(word) >> vec4u(20u, 16u, 28u, 24u)) & vec4u(0xfu);
+  return Acc(rnd4(lut4(cl, t) * am), rnd4(lut4(ch, t) * am));
+}
+
+fn mac(c: Acc, y: f32, w: Acc) -> Acc {
+  return Acc(fma(vec4f(y), w.a, c.a), fma(vec4f(y), w.b, c.b));
+}
+
+// W[k, n] dequantized and unrounded (per-element path; n clamped to the last column).
+fn w1(k: u32, n: u32) -> f32 {
+  let ei = k * p.N + min(n, p.N - 1u);
+  let byte = (Wq[ei >> 3u] >> (((ei >> 1u) & 3u) * 8u)) & 0xffu;
+  return tables[select(byte & 0xfu, byte >> 4u, (ei & 1u) == 0u)] * absmax_of(ei >> 6u);
+}
+
+// LoRA: c += dU[m, r] · A[r, n0 .. n0+8) over r, f32 operands, then the dropout mask of the forward (element
+// index m * N + n, the index of x), as nf4_matmul_dx.wgsl does before the base product.
+fn lora(m: u32, n0: u32) -> Acc {
+  var c = Acc(vec4f(0.0), vec4f(0.0));
+  let um = min(m, p.M - 1u) * p.R;
+  let N1 = p.N - 1u;
+  for (var r = 0u; r < p.R; r++) {
+    let a = r * p.N;
+    c = mac(c, DU[um + r], Acc(vec4f(LA[a + min(n0, N1)], LA[a + min(n0 + 1u, N1)], LA[a + min(n0 + 2u, N1)],
+                                     LA[a + min(n0 + 3u, N1)]),
+                               vec4f(LA[a + min(n0 + 4u, N1)], LA[a + min(n0 + 5u, N1)], LA[a + min(n0 + 6u, N1)],
+                                     LA[a + min(n0 + 7u, N1)])));
+  }
+  if (p.dropout != 0u && m < p.M) {
+    for (var j = 0u; j < 8u; j++) {
+      let n = n0 + j;
+      if (n < p.N) {
+        let d = dropout_mult(p.k0, p.k1, p.threshold, p.scale, m * p.N + n);
+        if (j < 4u) { c.a[j] *= d; } else { c.b[j - 4u] *= d; }
+      }
+    }
+  }
+  return c;
+}
+
+fn store(m: u32, n0: u32, c: Acc) {
+  if (m >= p.M) { return; }
+  for (var j = 0u; j < 8u; j++) {
+    let n = n0 + j;
+    if (n >= p.N) { return; }
+    let idx = p.offX + m * p.ldx + n;
+    var v = select(c.b[j & 3u], c.a[j & 3u], j < 4u);
+    if (p.beta != 0.0) { v += p.beta * DX[idx]; }
+    DX[idx] = v;
+  }
+}
+
+fn yrow(m: u32) -> u32 {
+  return p.offY + min(m, p.M - 1u) * p.ldy;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = Code(vec4f(tables[0], tables[1], tables[2], tables[3]), vec4f(tables[4], tables[5], tables[6], tables[7]),
+               vec4f(tables[8], tables[9], tables[10], tables[11]),
+               vec4f(tables[12], tables[13], tables[14], tables[15]));
+  let row0 = wg.y * TM;
+  let n0 = (wg.x * WG + lid.x) * 8u; // first of the invocation's 8 columns
+  var c0 = Acc(vec4f(0.0), vec4f(0.0));
+  var c1 = c0;
+  var c2 = c0;
+  var c3 = c0;
+  var c4 = c0;
+  var c5 = c0;
+  var c6 = c0;
+  var c7 = c0;
+  if (p.R > 0u) {
+    c0 = lora(row0, n0);
+    if (TM > 1u) { c1 = lora(row0 + 1u, n0); }
+    if (TM > 2u) { c2 = lora(row0 + 2u, n0); }
+    if (TM > 3u) { c3 = lora(row0 + 3u, n0); }
+    if (TM > 4u) { c4 = lora(row0 + 4u, n0); }
+    if (TM > 5u) { c5 = lora(row0 + 5u, n0); }
+    if (TM > 6u) { c6 = lora(row0 + 6u, n0); }
+    if (TM > 7u) { c7 = lora(row0 + 7u, n0); }
+  }
+  let y0 = yrow(row0);
+  let y1 = yrow(row0 + 1u);
+  let y2 = yrow(row0 + 2u);
+  let y3 = yrow(row0 + 3u);
+  let y4 = yrow(row0 + 4u);
+  let y5 = yrow(row0 + 5u);
+  let y6 = yrow(row0 + 6u);
+  let y7 = yrow(row0 + 7u);
+  // FAST: the word of row k holding columns n0 .. n0+8 (n0 clamped to the last word).
+  let nw = min(n0, p.N - select(1u, 8u, FAST != 0u));
+  for (var k = 0u; k < p.K; k++) {
+    var w: Acc;
+    if (FAST != 0u) {
+      let e = k * p.N + nw;
+      w = deq8(Wq[e >> 3u], absmax_of(e >> 6u), t);
+    } else {
+      w = Acc(rnd4(vec4f(w1(k, n0), w1(k, n0 + 1u), w1(k, n0 + 2u), w1(k, n0 + 3u))),
+              rnd4(vec4f(w1(k, n0 + 4u), w1(k, n0 + 5u), w1(k, n0 + 6u), w1(k, n0 + 7u))));
+    }
+    let ya = rnd4(vec4f(f32(DY[y0 + k]), f32(DY[y1 + k]), f32(DY[y2 + k]), f32(DY[y3 + k])));
+    c0 = mac(c0, ya.x, w);
+    if (TM > 1u) { c1 = mac(c1, ya.y, w); }
+    if (TM > 2u) { c2 = mac(c2, ya.z, w); }
+    if (TM > 3u) { c3 = mac(c3, ya.w, w); }
+    if (TM > 4u) {
+      let yb = rnd4(vec4f(f32(DY[y4 + k]), f32(DY[y5 + k]), f32(DY[y6 + k]), f32(DY[y7 + k])));
+      c4 = mac(c4, yb.x, w);
+      if (TM > 5u) { c5 = mac(c5, yb.y, w); }
+      if (TM > 6u) { c6 = mac(c6, yb.z, w); }
+      if (TM > 7u) { c7 = mac(c7, yb.w, w); }
+    }
+  }
+  store(row0, n0, c0);
+  if (TM > 1u) { store(row0 + 1u, n0, c1); }
+  if (TM > 2u) { store(row0 + 2u, n0, c2); }
+  if (TM > 3u) { store(row0 + 3u, n0, c3); }
+  if (TM > 4u) { store(row0 + 4u, n0, c4); }
+  if (TM > 5u) { store(row0 + 5u, n0, c5); }
+  if (TM > 6u) { store(row0 + 6u, n0, c6); }
+  if (TM > 7u) { store(row0 + 7u, n0, c7); }
+}
