@@ -38,7 +38,7 @@ import {
   type LmHeadCeShape,
 } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
-import { geglu, gegluBackward } from "./ops/geglu.ts";
+import { geglu, gegluBackwardInPlace } from "./ops/geglu.ts";
 import {
   type ComputeType,
   linearBackward,
@@ -91,8 +91,6 @@ interface GradSpace {
   gX: GPUBuffer;
   gD: GPUBuffer;
   gM: GPUBuffer;
-  gG: GPUBuffer;
-  gU: GPUBuffer;
   gB: GPUBuffer;
   gP: GPUBuffer;
   gO: GPUBuffer;
@@ -190,8 +188,6 @@ export class Gemma2Engine {
         gX: grad("gX", N * H),
         gD: grad("gD", N * H),
         gM: grad("gM", N * I),
-        gG: grad("gG", N * I),
-        gU: grad("gU", N * I),
         gB: grad("gB", N * H),
         gP: grad("gP", N * H),
         gO: grad("gO", N * QD),
@@ -456,9 +452,10 @@ export class Gemma2Engine {
       dim: H,
     });
     this.projBackward(rec, l, "down_proj", g.gD, ws.m, g.gM, false, ws, n, dropoutStep);
-    gegluBackward(rec, g.gM, ws.g, ws.u, g.gG, g.gU, { rows: n, cols: I });
-    this.projBackward(rec, l, "gate_proj", g.gG, ws.b, g.gB, false, ws, n, dropoutStep);
-    this.projBackward(rec, l, "up_proj", g.gU, ws.b, g.gB, true, ws, n, dropoutStep);
+    // The gate/up activations are used only here: their gradients overwrite them in place (saves 2·N·I·4 bytes).
+    gegluBackwardInPlace(rec, g.gM, ws.g, ws.u, { rows: n, cols: I });
+    this.projBackward(rec, l, "gate_proj", ws.g, ws.b, g.gB, false, ws, n, dropoutStep);
+    this.projBackward(rec, l, "up_proj", ws.u, ws.b, g.gB, true, ws, n, dropoutStep);
     // b = pre_ffw_norm(xMid): gX becomes d loss / d xMid
     rmsnormBackward(rec, g.gB, ws.xMid, W.norms.pre_feedforward_layernorm, ws.rstd[2], g.gX, {
       rows: n,

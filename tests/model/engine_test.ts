@@ -105,3 +105,40 @@ for (const dir of ["tiny_gemma2", "tiny_gemma2_bf16"]) {
     assertClose([loss[0] / loss[1]], f64(g, "loss_base"), { abs: 1e-5 }, "loss_base");
   });
 }
+
+Deno.test("without activation checkpointing the LoRA gradients are the same (every layer keeps its workspace)", async () => {
+  const gpu = await testGpu();
+  const config = await goldenConfig();
+  const g = await goldenTensors("forward_f64.safetensors");
+  const grads = async (checkpointing: boolean) => {
+    const pool = new BufferPool(gpu);
+    const weights = await buildWeights(gpu, pool, config, "f32", await goldenModelTensors());
+    const e = new Gemma2Engine(gpu, pool, weights, await goldenLora(config), {
+      maxBatch: B,
+      maxSeq: T,
+      compute: "f32",
+      checkpointing,
+      loraDropout: 0,
+      training: true,
+    });
+    e.setBatch(
+      Int32Array.from(f64(g, "input_ids")),
+      Int32Array.from(f64(g, "labels")),
+      Uint8Array.from(f64(g, "attention_mask")),
+      {
+        B,
+        T,
+      },
+    );
+    const rec = new Recorder(gpu);
+    e.recordZeroGrad(rec);
+    e.recordForward(rec, { B, T });
+    e.recordBackward(rec, { B, T }, 1 / 35, null);
+    rec.submit();
+    return { grads: await readF32(gpu, e.optimizer!.grad), bytes: pool.stats().peakBytes };
+  };
+  const on = await grads(true);
+  const off = await grads(false);
+  assertClose(off.grads, on.grads, { abs: 1e-7 }, "grads without checkpointing");
+  if (!(off.bytes > on.bytes)) throw new Error("checkpointing should hold fewer activation bytes");
+});
