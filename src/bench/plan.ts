@@ -5,6 +5,7 @@
  * allocation sequence and the same allocator that `maieutic train` runs; this file only adds labels (which
  * buffers make up each kind) and the target.
  */
+import { formatMemory as formatBytes } from "../util/format.ts";
 import { BufferPool, sizeClass } from "../gpu/buffers.ts";
 import { initLoraParams } from "../lora/params.ts";
 import type { Gemma2Config } from "../model/config.ts";
@@ -151,15 +152,6 @@ export function memoryPlan(o: PlanOptions): MemoryPlan {
   };
 }
 
-const MIB = 2 ** 20;
-
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= MIB) return `${(n / MIB).toFixed(1)} MiB`;
-  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${n} B`;
-}
-
 /** The plan as text (what `bench --plan` prints without --json). */
 export function formatPlan(p: MemoryPlan, maxGroups = 16): string {
   const lines: string[] = [];
@@ -197,3 +189,5 @@ export function formatPlan(p: MemoryPlan, maxGroups = 16): string {
   lines.push(`  not counted: ${p.not_counted.join("; ")}`);
   return lines.join("\n");
 }
+
+export { formatBytes };

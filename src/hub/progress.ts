@@ -1,3 +1,5 @@
+import { formatDuration } from "../util/format.ts";
+export { formatDuration };
 /**
  * Download / conversion progress on stderr: bytes done of total, rate and ETA. On a terminal one line is
  * redrawn in place; otherwise a line is printed at most every `intervalMs` (default 10 s) plus a final one,
@@ -21,14 +23,6 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${Math.round(n)} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
-}
-
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "?";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
 /** The progress line for `done` of `total` bytes after `elapsedS` seconds. */

@@ -6,7 +6,8 @@
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { InterruptedError, UsageError } from "../cli/errors.ts";
-import { formatBytes, formatDuration, ProgressLine } from "../cli/progress.ts";
+import { ProgressLine } from "../cli/progress.ts";
+import { formatDuration, formatMemory } from "../util/format.ts";
 import {
   type Dialogue,
   epochOrder,
@@ -74,10 +75,6 @@ async function nonEmpty(dir: string): Promise<boolean> {
 async function sha256File(path: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", (await readDataFile(path)) as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-export function toTrainBatch(b: ReturnType<typeof makeBatches>[number]): TrainBatch {
-  return b;
 }
 
 /** Where to resume from: the latest complete checkpoint, or the given directory. */
@@ -451,7 +448,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       `  metrics      ${join(paths.logsDir, "training_metrics.csv")}`,
       `  summary      ${join(paths.logsDir, "training_summary.json")}`,
       `  plot         ${join(paths.logsDir, "metrics_plot.png")}`,
-      `  GPU buffers  peak ${formatBytes(poolStats.peakBytes)}`,
+      `  GPU buffers  peak ${formatMemory(poolStats.peakBytes)}`,
     ].join("\n"),
   );
   if (result.reason === "interrupted") {
