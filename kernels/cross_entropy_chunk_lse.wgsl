@@ -24,8 +24,7 @@ const NEG_BIG: f32 = -3.0e38; // finite "−∞": exp(NEG_BIG − y) = 0 without
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
 @group(0) @binding(4) var<storage, read_write> logits: array<f32>;
 
-var<workgroup> wm: array<f32, WG>;
-var<workgroup> ws: array<f32, WG>;
+// #include reduce
 
 // tanh saturates to ±1 in f32 beyond |x| ≈ 9; clamping keeps exp-based tanh implementations away from inf/inf.
 fn capped(x: f32) -> f32 {
@@ -39,7 +38,8 @@ fn merge(a: vec2f, b: vec2f) -> vec2f {
   return vec2f(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
 }
 
-fn fold_row(row: u32, valid: bool, li: u32) {
+fn fold_row(row: u32, valid: bool, lanes: Lanes) {
+  let li = lanes.li;
   var acc = vec2f(NEG_BIG, 0.0);
   if (valid) {
     let base = row * p.cols;
@@ -53,19 +53,11 @@ fn fold_row(row: u32, valid: bool, li: u32) {
       }
     }
   }
-  wm[li] = acc.x;
-  ws[li] = acc.y;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) {
-      let r = merge(vec2f(wm[li], ws[li]), vec2f(wm[li + stride], ws[li + stride]));
-      wm[li] = r.x;
-      ws[li] = r.y;
-    }
-    workgroupBarrier();
-  }
+  // The workgroup's (max, Σ exp(y − max)): every partial rescaled to the common max, then summed.
+  let m = wg_max(acc.x, lanes);
+  let s = wg_sum(acc.y * exp(acc.x - m), lanes);
   if (li == 0u && valid) {
-    let chunk = vec2f(wm[0], ws[0]);
+    let chunk = vec2f(m, s);
     var run = chunk;
     if (p.first == 0u) { run = merge(vec2f(state[row], state[p.rows + row]), chunk); }
     state[row] = run.x;
@@ -79,21 +71,19 @@ fn fold_row(row: u32, valid: bool, li: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
   let row = wg.x + wg.y * nwg.x;
-  fold_row(row, row < p.rows, li);
+  fold_row(row, row < p.rows, lanes);
 }
 
 @compute @workgroup_size(WG)
-fn main_logits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-               @builtin(local_invocation_index) li: u32) {
+fn main_logits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
   let row = wg.x + wg.y * nwg.x;
   let valid = row < p.rows;
   if (valid) {
-    for (var c = li; c < p.cols; c += WG) {
+    for (var c = lanes.li; c < p.cols; c += WG) {
       logits[row * p.V + p.v0 + c] = capped(z[row * p.cols + c]);
     }
   }
-  fold_row(row, valid, li);
+  fold_row(row, valid, lanes);
 }

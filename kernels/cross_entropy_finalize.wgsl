@@ -8,7 +8,7 @@
 // torch's CrossEntropyLoss(ignore_index=−100, reduction="sum"); the trainer divides by the target-token count
 // of its whole accumulation window (DESIGN §7). ACCUMULATE = 1 adds into loss[0..1] instead of overwriting,
 // so one clear + one readback cover many micro-batches (or a whole eval split).
-// One workgroup of WG invocations strides over the rows, then a tree sum. Entry `main_logprob` also writes
+// One workgroup of WG invocations strides over the rows, then wg_sum. Entry `main_logprob` also writes
 // labelLogprob[r] = y[r, target[r]] − lse[r] (0 when ignored), i.e. log_softmax at the label.
 
 struct Params { rows: u32, V: u32 }
@@ -24,8 +24,7 @@ const WG: u32 = 256u;
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(6) var<storage, read_write> labelLogprob: array<f32>;
 
-var<workgroup> wsum: array<f32, WG>;
-var<workgroup> wcount: array<f32, WG>;
+// #include reduce
 
 fn counted(r: u32) -> bool {
   let t = targets[r];
@@ -36,7 +35,8 @@ fn row_lse(r: u32) -> f32 {
   return state[r] + log(state[p.rows + r]);
 }
 
-fn finalize(li: u32) {
+fn finalize(lanes: Lanes) {
+  let li = lanes.li;
   var sum = 0.0;
   var count = 0.0;
   for (var r = li; r < p.rows; r += WG) {
@@ -49,36 +49,28 @@ fn finalize(li: u32) {
     sum += tl;
     count += select(0.0, 1.0, c);
   }
-  wsum[li] = sum;
-  wcount[li] = count;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) {
-      wsum[li] += wsum[li + stride];
-      wcount[li] += wcount[li + stride];
-    }
-    workgroupBarrier();
-  }
+  let total = wg_sum(sum, lanes);
+  let counted_rows = wg_sum(count, lanes);
   if (li == 0u) {
     if (ACCUMULATE == 1u) {
-      loss[0] += wsum[0];
-      loss[1] += wcount[0];
+      loss[0] += total;
+      loss[1] += counted_rows;
     } else {
-      loss[0] = wsum[0];
-      loss[1] = wcount[0];
+      loss[0] = total;
+      loss[1] = counted_rows;
     }
   }
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) li: u32) {
-  finalize(li);
+fn main(lanes: Lanes) {
+  finalize(lanes);
 }
 
 @compute @workgroup_size(WG)
-fn main_logprob(@builtin(local_invocation_index) li: u32) {
-  for (var r = li; r < p.rows; r += WG) {
+fn main_logprob(lanes: Lanes) {
+  for (var r = lanes.li; r < p.rows; r += WG) {
     labelLogprob[r] = select(0.0, state[2u * p.rows + r] - row_lse(r), counted(r));
   }
-  finalize(li);
+  finalize(lanes);
 }

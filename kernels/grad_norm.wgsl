@@ -12,33 +12,23 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 
-var<workgroup> acc: array<f32, WG>;
+// #include reduce
 
-fn tree(li: u32) {
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (li < s) { acc[li] += acc[li + s]; }
-    workgroupBarrier();
-  }
+@compute @workgroup_size(WG)
+fn partial(@builtin(workgroup_id) wg: vec3u, lanes: Lanes) {
+  var s = 0.0;
+  for (var i = wg.x * WG + lanes.li; i < p.n; i += p.nPartials * WG) { s += g[i] * g[i]; }
+  let total = wg_sum(s, lanes);
+  if (lanes.li == 0u) { partials[wg.x] = total; }
 }
 
 @compute @workgroup_size(WG)
-fn partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+fn finish(lanes: Lanes) {
   var s = 0.0;
-  for (var i = wg.x * WG + li; i < p.n; i += p.nPartials * WG) { s += g[i] * g[i]; }
-  acc[li] = s;
-  tree(li);
-  if (li == 0u) { partials[wg.x] = acc[0]; }
-}
-
-@compute @workgroup_size(WG)
-fn finish(@builtin(local_invocation_index) li: u32) {
-  var s = 0.0;
-  for (var i = li; i < p.nPartials; i += WG) { s += partials[i]; }
-  acc[li] = s;
-  tree(li);
-  if (li == 0u) {
-    let norm = sqrt(acc[0]);
+  for (var i = lanes.li; i < p.nPartials; i += WG) { s += partials[i]; }
+  let total = wg_sum(s, lanes);
+  if (lanes.li == 0u) {
+    let norm = sqrt(total);
     stats[0] = norm;
     stats[1] = min(1.0, p.maxNorm / (norm + 1e-6));
   }

@@ -6,7 +6,7 @@
 // kernel computes a 16·TM × 64 tile, mostly padding for one row, and runs on few workgroups; here a workgroup
 // computes NB = 4 columns for all M rows, its WG invocations split K (neighbouring invocations read neighbouring
 // k of a row of B, so each row of B is streamed once, coalesced), and the partial sums are added in workgroup
-// memory (a tree over the invocations) at the end. Column blocks form a 1-D grid folded over x/y.
+// (wg_sum_n: subgroups where the device has them, else a tree in workgroup memory) at the end. Column blocks form a 1-D grid folded over x/y.
 
 struct Params {
   M: u32, N: u32, K: u32, lda: u32,
@@ -25,11 +25,11 @@ const NB: u32 = 4u;
 @group(0) @binding(2) var<storage, read> B: array<B_T>;
 @group(0) @binding(3) var<storage, read_write> C: array<C_T>;
 
-var<workgroup> red: array<f32, 2048>; // [MR * NB][WG]
+// #include reduce
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
+  let li = lanes.li;
   let batch = wg.z;
   let n0 = (wg.x + wg.y * nwg.x) * NB; // may overshoot N: loads clamped, stores guarded
   let abase = p.offA + batch * p.sa;
@@ -46,20 +46,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
       for (var j = 0u; j < NB; j++) { acc[i * NB + j] = fma(a, b[j], acc[i * NB + j]); }
     }
   }
-  for (var v = 0u; v < MR * NB; v++) { red[v * WG + li] = acc[v]; }
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (li < s) {
-      for (var v = 0u; v < MR * NB; v++) { red[v * WG + li] += red[v * WG + li + s]; }
-    }
-  }
-  workgroupBarrier();
+  let total = wg_sum_n(&acc, MR * NB, lanes); // invocation v gets Σ acc[v]
   if (li < MR * NB) {
     let i = li / NB;
     let n = n0 + li % NB;
     if (i < p.M && n < p.N) {
       let idx = p.offC + batch * p.sc + i * p.ldc + n;
-      var v = p.alpha * red[li * WG];
+      var v = p.alpha * total;
       if (p.beta != 0.0) { v += p.beta * f32(C[idx]); }
       C[idx] = C_T(v);
     }

@@ -7,7 +7,7 @@
 // WG invocations split K: with FAST (host: K % 8 == 0) invocation t dequantizes words t, t + WG, ... of each
 // feature's row (neighbouring invocations read neighbouring words, so the 4-bit weights are streamed once,
 // coalesced), with one absmax per word (its 8 elements lie in one row and one 64-block); else element by
-// element. The partial sums are added in workgroup memory (a tree over the invocations); the LoRA term (f32)
+// element. The partial sums are added by wg_sum_n (kernels/lib/reduce_*.wgsl); the LoRA term (f32)
 // is added after the base product, as in nf4_matmul.wgsl. Feature blocks form a 1-D grid folded over x/y.
 // Rounding: as in nf4_matmul.wgsl the rounded operands go through workgroup memory of type OP_T (each
 // invocation writes and reads back only its own slots; the barrier in between keeps the compiler from
@@ -34,9 +34,10 @@ const NB: u32 = 4u;
 @group(0) @binding(7) var<storage, read> LB: array<f32>;
 @group(0) @binding(8) var<storage, read_write> Y: array<f32>;
 
-var<workgroup> red: array<f32, 1024>; // [MR * NB][WG] partial sums
 var<workgroup> ws: array<OP_T, 1024>; // [NB * 8][WG] dequantized weights of this step
 var<workgroup> xs: array<OP_T, 2048>; // [MR * 8][WG] rounded inputs of this step
+
+// #include reduce
 
 fn absmax_of(block: u32) -> f32 {
   let q = (Qa[block >> 2u] >> ((block & 3u) * 8u)) & 0xffu;
@@ -56,8 +57,8 @@ fn w_at(ei: u32) -> OP_T {
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
+  let li = lanes.li;
   let n0 = (wg.x + wg.y * nwg.x) * NB; // may overshoot N: loads clamped, stores guarded
   var wrow: array<u32, 4>; // element offset of each feature's row of W
   for (var j = 0u; j < NB; j++) { wrow[j] = min(n0 + j, p.N - 1u) * p.K; }
@@ -101,19 +102,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
       }
     }
   }
-  for (var v = 0u; v < MR * NB; v++) { red[v * WG + li] = acc[v]; }
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (li < s) {
-      for (var v = 0u; v < MR * NB; v++) { red[v * WG + li] += red[v * WG + li + s]; }
-    }
-  }
-  workgroupBarrier();
+  let total = wg_sum_n(&acc, MR * NB, lanes); // invocation v gets Σ acc[v]
   if (li < MR * NB) {
     let m = li / NB;
     let n = n0 + li % NB;
     if (m < p.M && n < p.N) {
-      var v = red[li * WG];
+      var v = total;
       // LoRA: scaling · U · Bᵀ over r, f32 operands (PEFT adds the branch in f32), after the base product.
       for (var r = 0u; r < p.R; r++) { v = fma(p.scaling * U[m * p.R + r], LB[n * p.R + r], v); }
       let idx = p.offY + m * p.ldy + n;

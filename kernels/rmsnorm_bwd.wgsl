@@ -18,11 +18,11 @@ override ACCUMULATE: u32 = 0u;
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
+// #include reduce
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
+  let li = lanes.li;
   let row = wg.x + wg.y * nwg.x;
   let valid = row < p.rows;
   let base = row * p.dim;
@@ -35,14 +35,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
       s = fma(g, x[base + c] * r, s);
     }
   }
-  partial[li] = s;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) { partial[li] += partial[li + stride]; }
-    workgroupBarrier();
-  }
+  let total = wg_sum(s, lanes);
   if (!valid) { return; }
-  let m = partial[0] / f32(p.dim);
+  let m = total / f32(p.dim);
   for (var c = li; c < p.dim; c += WG) {
     let g = dy[base + c] * (1.0 + w[c]);
     var v = r * (g - x[base + c] * r * m);

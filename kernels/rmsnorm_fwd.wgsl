@@ -6,8 +6,8 @@
 // Y_T (substituted by the host) is f32, or the half type when the output only feeds a half-precision matmul
 // operand; then SATURATE = 1 clamps to the largest finite half (65504) so a large activation can never
 // become Inf. rstd is kept for the backward. x must not alias y.
-// The sum of squares is a strided partial per invocation followed by a tree in workgroup memory (as in
-// kernels/reduce_rows.wgsl); f32 has range to spare for residual-stream values in the thousands (2304 rows
+// The sum of squares is a strided partial per invocation added over the workgroup by wg_sum (subgroups where
+// the device has them, else a tree in workgroup memory: kernels/lib/reduce_*.wgsl); f32 has range to spare for residual-stream values in the thousands (2304 rows
 // of 1e4 sum to 2.3e11).
 
 struct Params { rows: u32, dim: u32, eps: f32 }
@@ -22,11 +22,11 @@ override SATURATE: u32 = 0u;
 @group(0) @binding(3) var<storage, read_write> y: array<Y_T>;
 @group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
+// #include reduce
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, lanes: Lanes) {
+  let li = lanes.li;
   let row = wg.x + wg.y * nwg.x; // folded 1-D grid
   let valid = row < p.rows;
   let base = row * p.dim;
@@ -37,15 +37,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
       s = fma(v, v, s);
     }
   }
-  partial[li] = s;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) { partial[li] += partial[li + stride]; }
-    workgroupBarrier();
-  }
+  let total = wg_sum(s, lanes);
   // No barrier below, so leaving here keeps every barrier in uniform control flow.
   if (!valid) { return; }
-  let r = inverseSqrt(partial[0] / f32(p.dim) + p.eps);
+  let r = inverseSqrt(total / f32(p.dim) + p.eps);
   if (li == 0u) { rstd[row] = r; }
   for (var c = li; c < p.dim; c += WG) {
     var v = x[base + c] * r * (1.0 + w[c]);

@@ -73,6 +73,8 @@ export interface KernelCase {
   bytes: number;
   /** How the FLOP count was made when it is not a matmul count. */
   flopNote?: string;
+  /** Its kernels reduce across workgroups with kernels/lib/reduce_*.wgsl (compared in src/bench/reductions.ts). */
+  reduces?: boolean;
   record: RecordFn;
 }
 
@@ -295,6 +297,27 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     bytes: H * 4 + nf4W(I, H) + I * 4,
     record: (rec) => linearForward(rec, { x: x32, weight: wg, y }, g1),
   });
+  // The GPU family's small-M kernels (nf4_matvec.wgsl, matvec.wgsl: partial dot products added by
+  // wg_sum_n), forced: software adapters choose register blocks for decode.
+  cases.push({
+    name: "nf4 matvec q_proj 1 tok (tiled family)",
+    family: "nf4",
+    shape: `y[1,${QD}] = x[1,${H}]·W_nf4[${QD},${H}]ᵀ (decode), ${o.compute} operands, nf4_matvec.wgsl`,
+    flop: linearFlops(p1),
+    bytes: H * 4 + nf4W(QD, H) + QD * 4,
+    reduces: true,
+    record: (rec) => linearForward(rec, { x: x32, weight: wq, y }, { ...p1, kernels: "tiled" }),
+  });
+  cases.push({
+    name: "matvec NT f16 1 row (tiled family)",
+    family: "matmul",
+    shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B, matvec.wgsl`,
+    flop: 2 * QD * H,
+    bytes: H * 2 + QD * H * 2 + QD * 4,
+    reduces: true,
+    record: (rec) =>
+      matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16", kernels: "tiled" }),
+  });
   cases.push({
     name: "matmul NT f16 1 row",
     family: "matmul",
@@ -476,6 +499,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `[${N},${H}]`,
     flop: 4 * nH,
     flopNote: "nominal 4 FLOP per element",
+    reduces: true,
     bytes: 2 * nH * 4 + H * 4 + N * 4,
     record: (rec) => rmsnorm(rec, x32, normW, y, rstd, { rows: N, dim: H, eps: 1e-6 }),
   });
@@ -485,6 +509,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `[${N},${H}]`,
     flop: 8 * nH,
     flopNote: "nominal 8 FLOP per element",
+    reduces: true,
     bytes: 3 * nH * 4 + H * 4 + N * 4,
     record: (rec) => rmsnormBackward(rec, x32, y, normW, rstd, dx, { rows: N, dim: H }),
   });
@@ -543,6 +568,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `${n} LoRA parameters (grad norm, clip, AdamW)`,
     flop: 16 * n,
     flopNote: "nominal 16 FLOP per parameter",
+    reduces: true,
     bytes: 8 * n * 4,
     record: (rec) => {
       recordClip(rec, opt, hyper.maxGradNorm);
@@ -562,16 +588,16 @@ export async function benchKernels(
   ceil: Ceilings,
   o: KernelBenchOptions,
   onResult?: (r: KernelResult) => void,
-): Promise<KernelResult[]> {
+): Promise<{ results: KernelResult[]; cases: KernelCase[] }> {
   const cases = await kernelCases(gpu, o);
-  const out: KernelResult[] = [];
+  const results: KernelResult[] = [];
   for (const c of cases) {
     const t = await timer.time(c.record, { minMs: o.minMs ?? 150, acceptPilotMs: 400, label: c.name });
     const r = result(c, t, ceil);
-    out.push(r);
+    results.push(r);
     onResult?.(r);
   }
-  return out;
+  return { results, cases };
 }
 
 // ---- the ladder ----

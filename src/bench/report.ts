@@ -14,6 +14,7 @@ export function formatReport(r: BenchReport): string {
     load_average: number[] | null;
     kernels?: string;
     kernels_from?: string;
+    reductions?: string;
   };
   out.push(`maieutic bench — ${r.model} — ${r.date}`);
   out.push(
@@ -22,23 +23,50 @@ export function formatReport(r: BenchReport): string {
       `${m.load_average ? `, load ${m.load_average.map((x) => x.toFixed(2)).join(" ")}` : ""}`,
   );
   if (m.kernels) out.push(`matmul kernels: ${m.kernels} (chosen by ${m.kernels_from ?? "adapter"})`);
+  if (m.reductions) {
+    out.push(`workgroup reductions: ${m.reductions} (kernels/lib/reduce_${m.reductions}.wgsl)`);
+  }
   out.push(
     `ceilings: streaming copy ${f(r.ceilings.copy_gbps)} GB/s, FMA loop ${f(r.ceilings.fma_gflops)} GFLOP/s`,
   );
   if (r.kernels) {
+    const w = Math.max(22, ...r.kernels.map((k) => k.name.length + 2));
     out.push("");
     out.push(
       `kernels (tokens = ${r.settings.batch} x ${r.settings.seq}):` +
-        `\n  ${"kernel".padEnd(22)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"GB/s".padStart(9)}` +
+        `\n  ${"kernel".padEnd(w)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"GB/s".padStart(9)}` +
         `${"of FMA".padStart(9)}${"of copy".padStart(9)}  shape`,
     );
     for (const k of r.kernels) {
       out.push(
-        `  ${k.name.padEnd(22)}${f(k.ms).padStart(10)}${f(k.gflops, 3).padStart(10)}${
+        `  ${k.name.padEnd(w)}${f(k.ms).padStart(10)}${f(k.gflops, 3).padStart(10)}${
           f(k.gbps, 3).padStart(9)
         }` +
           `${pct(k.frac_fma).padStart(9)}${pct(k.frac_copy).padStart(9)}  ${k.shape}`,
       );
+    }
+  }
+  const red = r.reductions;
+  if (red) {
+    out.push("");
+    if (!red.cases) {
+      out.push("reductions: the device has no subgroups; workgroup-memory reductions only");
+    } else {
+      const sizes = red.subgroup_sizes;
+      out.push(
+        `reductions, subgroups${
+          sizes ? ` of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`}` : ""
+        }` +
+          ` vs workgroup memory (in use: ${red.in_use}):`,
+      );
+      for (const c of red.cases) {
+        out.push(
+          `  ${c.name.padEnd(40)}${f(c.subgroup_ms, 3).padStart(10)} ms${
+            f(c.workgroup_ms, 3).padStart(10)
+          } ms` +
+            `  x${f(c.speedup)}`,
+        );
+      }
     }
   }
   if (r.ladder) {

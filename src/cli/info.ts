@@ -4,6 +4,7 @@
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { getGpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
+import { reductionsFor } from "../gpu/kernel.ts";
 import { describeModel } from "../hub/load.ts";
 
 const USAGE = "maieutic info [--json] [config flags]";
@@ -35,6 +36,9 @@ export async function run(args: string[]): Promise<number> {
     compute: {
       matmul_operands: config.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16 ? "f16" : "f32",
       accumulation: "f32",
+      // kernels/lib/reduce_*.wgsl: subgroup operations when the device has them (MAIEUTIC_SUBGROUPS=0: off)
+      reductions: reductionsFor(gpu),
+      subgroup_sizes: gpu.subgroupSizes,
     },
     model: model
       ? {
@@ -64,7 +68,13 @@ export async function run(args: string[]): Promise<number> {
   for (const [k, v] of Object.entries(limits)) {
     console.log(`  ${k.padEnd(36)}${/Size$/.test(k) && v >= 2 ** 20 ? mib(v) : v}`);
   }
-  console.log(`compute   matmul operands ${info.compute.matmul_operands}, accumulation f32`);
+  const sizes = gpu.subgroupSizes;
+  console.log(
+    `compute   matmul operands ${info.compute.matmul_operands}, accumulation f32, reductions ${info.compute.reductions}` +
+      (info.compute.reductions === "subgroup" && sizes
+        ? ` (subgroups of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`})`
+        : ""),
+  );
   if (info.model) {
     const c = info.model.config;
     console.log(

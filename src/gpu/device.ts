@@ -39,6 +39,8 @@ export interface Gpu {
   readonly isSoftware: boolean;
   readonly f16: boolean;
   readonly subgroups: boolean;
+  /** The adapter's subgroup width range (adapter.info), when it reports one. */
+  readonly subgroupSizes: { min: number; max: number } | null;
   readonly timestamps: boolean;
   readonly limits: GPUSupportedLimits;
   /** Uncaptured WebGPU errors since the last checkKernels() (which throws the first). */
@@ -46,6 +48,52 @@ export interface Gpu {
 }
 
 let handle: Promise<Gpu> | undefined;
+
+/** MAIEUTIC_SUBGROUPS: "0" (never use subgroups), "1" (require them), or undefined (use them when present). */
+export function subgroupsFromEnv(): "0" | "1" | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("MAIEUTIC_SUBGROUPS");
+  } catch {
+    return undefined; // no --allow-env: the default
+  }
+  if (v === undefined || v === "") return undefined;
+  if (v === "0" || v === "1") return v;
+  throw new Error(
+    `MAIEUTIC_SUBGROUPS=${v} is not valid: set it to 0 (workgroup-memory reductions), 1, or unset it`,
+  );
+}
+
+/**
+ * Requests the device, with `subgroups` when the adapter can give it. Deno 2.9 leaves "subgroups" out of
+ * adapter.features even where wgpu supports it (lavapipe, NVIDIA Vulkan), yet grants it when requested; so it
+ * is requested and the device opened without it when the request fails. MAIEUTIC_SUBGROUPS=0 skips it.
+ */
+async function requestWithSubgroups(
+  adapter: GPUAdapter,
+  features: GPUFeatureName[],
+  requiredLimits: Record<string, number>,
+): Promise<GPUDevice> {
+  if (subgroupsFromEnv() !== "0") {
+    try {
+      return await adapter.requestDevice({
+        requiredFeatures: [...features, "subgroups" as GPUFeatureName],
+        requiredLimits,
+      });
+    } catch {
+      // not available on this adapter: the workgroup-memory reductions are used
+    }
+  }
+  return await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+}
+
+function subgroupSizes(info: GPUAdapterInfo): { min: number; max: number } | null {
+  const i = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return typeof i.subgroupMinSize === "number" && typeof i.subgroupMaxSize === "number" &&
+      i.subgroupMaxSize > 0
+    ? { min: i.subgroupMinSize, max: i.subgroupMaxSize }
+    : null;
+}
 
 /** Opens (once) the high-performance adapter, falling back to any adapter, software included. */
 export function getGpu(): Promise<Gpu> {
@@ -61,13 +109,15 @@ async function openGpu(): Promise<Gpu> {
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }) ??
     await navigator.gpu.requestAdapter();
   if (!adapter) throw new NoGpuError("requestAdapter returned null");
-  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const requiredFeatures = WANTED_FEATURES.filter((f) =>
+    f !== "subgroups" && adapter.features.has(f)
+  ) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const key in adapter.limits) {
     const v = (adapter.limits as unknown as Record<string, unknown>)[key];
     if (typeof v === "number") requiredLimits[key] = v;
   }
-  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const device = await requestWithSubgroups(adapter, requiredFeatures, requiredLimits);
   const errors: string[] = [];
   device.addEventListener("uncapturederror", (ev) => {
     const msg = (ev as GPUUncapturedErrorEvent).error.message;
@@ -83,6 +133,7 @@ async function openGpu(): Promise<Gpu> {
     isSoftware,
     f16: device.features.has("shader-f16"),
     subgroups: device.features.has("subgroups" as GPUFeatureName),
+    subgroupSizes: subgroupSizes(ai),
     timestamps: device.features.has("timestamp-query"),
     limits: device.limits,
     errors,

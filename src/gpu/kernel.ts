@@ -10,8 +10,14 @@
  * block (when the kernel has one), then storage buffers at bindings 1, 2, ... in the order the wrapper passes
  * them. 1-D grids larger than maxComputeWorkgroupsPerDimension are folded into y (Recorder.dispatch): such
  * kernels compute their linear workgroup index as `wg.x + wg.y * nwg.x` and guard against overshoot.
+ *
+ * WGSL has no includes: a kernel that says `// #include reduce` gets kernels/lib/reduce_subgroup.wgsl appended
+ * when the device has `subgroups`, else kernels/lib/reduce_workgroup.wgsl (same function names; see their
+ * headers). MAIEUTIC_SUBGROUPS=0 forces the workgroup-memory variant (tests run both).
  */
-import type { Gpu } from "./device.ts";
+import { type Gpu, subgroupsFromEnv } from "./device.ts";
+import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
+import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
 
 export interface KernelSpec {
   /** File name under kernels/, used in errors and profiles, e.g. "matmul.wgsl". */
@@ -21,6 +27,31 @@ export interface KernelSpec {
   constants?: Record<string, number>;
   /** Whole-word text substitutions applied before compiling, e.g. { A_T: "f16" }. */
   types?: Record<string, string>;
+}
+
+/** How `// #include reduce` kernels reduce across a workgroup. */
+export type Reductions = "subgroup" | "workgroup";
+
+const LIBRARIES: Record<string, Record<Reductions, { file: string; code: string }>> = {
+  reduce: {
+    subgroup: { file: "lib/reduce_subgroup.wgsl", code: reduceSubgroupSource },
+    workgroup: { file: "lib/reduce_workgroup.wgsl", code: reduceWorkgroupSource },
+  },
+};
+
+const INCLUDE = /^\/\/ #include (\w+)\s*$/gm;
+
+/** The reductions variant for this device: MAIEUTIC_SUBGROUPS, else subgroups when the device has them. */
+export function reductionsFor(gpu: Gpu): Reductions {
+  const env = subgroupsFromEnv();
+  if (env === "0") return "workgroup";
+  if (env === "1" && !gpu.subgroups) {
+    throw new WgslError(
+      "MAIEUTIC_SUBGROUPS=1 but this device has no `subgroups` feature: unset it (or set 0) to use " +
+        "workgroup-memory reductions",
+    );
+  }
+  return gpu.subgroups ? "subgroup" : "workgroup";
 }
 
 export interface Kernel {
@@ -45,36 +76,77 @@ function state(gpu: Gpu): DeviceKernels {
   return s;
 }
 
-export function kernelKey(spec: KernelSpec): string {
+export function kernelKey(spec: KernelSpec, reductions?: Reductions): string {
   const fmt = (o: Record<string, unknown> | undefined) =>
     Object.entries(o ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(",");
-  return `${spec.file}#${spec.entry ?? "main"}{${fmt(spec.constants)}}<${fmt(spec.types)}>`;
+  const lib = reductions && usesLibrary(spec.code) ? `[${reductions}]` : "";
+  return `${spec.file}#${spec.entry ?? "main"}{${fmt(spec.constants)}}<${fmt(spec.types)}>${lib}`;
 }
 
-/** Applies the type substitutions and adds `enable f16;` when the code uses f16. */
+const includes = new Map<string, boolean>(); // kernel source -> has `// #include` (getKernel runs per dispatch)
+
+function usesLibrary(code: string): boolean {
+  let has = includes.get(code);
+  if (has === undefined) {
+    includes.set(code, has = new RegExp(INCLUDE.source, "m").test(code));
+  }
+  return has;
+}
+
+/** A library appended to a kernel: its file and the line of the expanded source where it starts (1-based). */
+export interface AppendedLibrary {
+  file: string;
+  firstLine: number;
+}
+
+/**
+ * Applies the type substitutions, appends the `// #include` libraries (after the kernel, so the kernel's line
+ * numbers stay) and adds `enable f16;` when the code uses f16.
+ */
 export function expandSource(
   spec: KernelSpec,
   f16Available: boolean,
-): { code: string; prologueLines: number } {
+  reductions: Reductions = "workgroup",
+): { code: string; prologueLines: number; libraries: AppendedLibrary[] } {
   let code = spec.code;
+  const names = [...spec.code.matchAll(INCLUDE)].map((m) => m[1]);
+  const libraries: AppendedLibrary[] = [];
+  for (const name of new Set(names)) {
+    const lib = LIBRARIES[name]?.[reductions];
+    if (!lib) throw new WgslError(`kernels/${spec.file}: unknown library "// #include ${name}"`);
+    code = code.replace(/\n*$/, "\n");
+    libraries.push({ file: lib.file, firstLine: code.split("\n").length });
+    code += lib.code;
+  }
   for (const [k, v] of Object.entries(spec.types ?? {})) {
     code = code.replace(new RegExp(`\\b${k}\\b`, "g"), v);
   }
   if (/\bf16\b/.test(code) && !/^\s*enable\s+f16\s*;/m.test(code)) {
     if (!f16Available) throw new WgslError(`kernels/${spec.file} uses f16 but the adapter lacks shader-f16`);
-    return { code: "enable f16;\n" + code, prologueLines: 1 };
+    return { code: "enable f16;\n" + code, prologueLines: 1, libraries };
   }
-  return { code, prologueLines: 0 };
+  return { code, prologueLines: 0, libraries };
+}
+
+/** `kernels/<file>:<line>` for a line of the expanded source (the kernel's own or an appended library's). */
+function sourceLine(spec: KernelSpec, libraries: AppendedLibrary[], line: number): string {
+  for (let i = libraries.length - 1; i >= 0; i--) {
+    if (line >= libraries[i].firstLine) {
+      return `kernels/${libraries[i].file}:${line - libraries[i].firstLine + 1}`;
+    }
+  }
+  return `kernels/${spec.file}:${line}`;
 }
 
 /** Builds (or returns the cached) pipeline for a kernel. */
 export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
   const s = state(gpu);
-  const key = kernelKey(spec);
+  const reductions = usesLibrary(spec.code) ? reductionsFor(gpu) : undefined;
+  const key = kernelKey(spec, reductions);
   const hit = s.cache.get(key);
   if (hit) return hit;
   const { device } = gpu;
-  const { code, prologueLines } = expandSource(spec, gpu.f16);
+  const { code, prologueLines, libraries } = expandSource(spec, gpu.f16, reductions);
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: spec.file, code });
   const pipeline = device.createComputePipeline({
@@ -88,7 +160,9 @@ export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
       const errors = info.messages.filter((m) => m.type === "error");
       if (errors.length) {
         return new WgslError(
-          errors.map((m) => `kernels/${spec.file}:${m.lineNum - prologueLines}:${m.linePos}: ${m.message}`)
+          errors.map((m) =>
+            `${sourceLine(spec, libraries, m.lineNum - prologueLines)}:${m.linePos}: ${m.message}`
+          )
             .join("\n"),
         );
       }

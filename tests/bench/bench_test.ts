@@ -78,8 +78,27 @@ Deno.test("bench --json --model tiny --steps 1: keys and finite numbers", async 
       "rope fwd",
       "geglu fwd",
       "geglu bwd",
+      "nf4 matvec q_proj 1 tok (tiled family)",
+      "matvec NT f16 1 row (tiled family)",
     ]
   ) assert.ok(names.includes(want), `kernel ${want} missing from ${names}`);
+
+  // Subgroups vs workgroup memory on every kernel that reduces across a workgroup (lavapipe has subgroups).
+  assert.equal(j.machine.reductions, j.reductions.in_use);
+  if (j.reductions.cases === null) assert.equal(j.machine.reductions, "workgroup");
+  else {
+    assert.deepEqual(j.reductions.cases.map((c: { name: string }) => c.name), [
+      "nf4 matvec q_proj 1 tok (tiled family)",
+      "matvec NT f16 1 row (tiled family)",
+      "rmsnorm fwd",
+      "rmsnorm bwd",
+      "clip + adamw",
+    ]);
+    for (const c of j.reductions.cases) {
+      assert.ok(c.subgroup_ms > 0 && c.workgroup_ms > 0, c.name);
+      assert.ok(Math.abs(c.speedup - c.workgroup_ms / c.subgroup_ms) < 1e-9, c.name);
+    }
+  }
   for (const k of j.kernels) {
     for (const f of ["ms", "gflops", "gbps", "frac_fma", "frac_copy"]) {
       assert.ok(k[f] > 0, `${k.name}.${f} = ${k[f]}`);

@@ -4,7 +4,7 @@ import { upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
 import { fromF16Array, toF16Array } from "../../src/gpu/half.ts";
-import { assertClose, randomArray, rng, testGpu } from "../helpers/gpu.ts";
+import { assertClose, randomArray, rng, testGpu, testReductions } from "../helpers/gpu.ts";
 
 // Ragged shapes: not multiples of the 64×64×16 tile, 1, primes, and a few tile multiples.
 const SHAPES: [number, number, number][] = [
@@ -126,70 +126,73 @@ for (const kernels of KERNEL_VARIANTS) {
     assertClose(got, matmulRef(A, B, C, s), { rel: 1e-5 }, "batched");
   });
 
-  Deno.test(`matmul [${kernels}] small M (decode rows) batched with strides, offsets, ld and transposed A`, async () => {
-    const gpu = await testGpu();
-    const rand = rng(100);
-    const rec = new Recorder(gpu);
-    const checks: (() => Promise<void>)[] = [];
-    // M ≤ 8 with B stored N×K takes matvec.wgsl in the tiled family; TM = M rows per workgroup in regblock.
-    for (
-      const [M, N, K, transA, bType] of [
-        [1, 37, 29, false, "f32"],
-        [3, 70, 130, true, "f32"],
-        [8, 65, 64, false, "f16"],
-        [5, 9, 300, true, "f16"],
-        [2, 257, 7, false, "f32"],
-      ] as const
-    ) {
-      const batch = 2;
-      const lda = (transA ? M : K) + 3;
-      const ldb = K + 2;
-      const ldc = N + 1;
-      const s: MatmulShape = {
-        M,
-        N,
-        K,
-        transA,
-        batch,
-        lda,
-        ldb,
-        ldc,
-        sa: lda * (transA ? K : M) + 5,
-        sb: ldb * N + 3,
-        sc: ldc * M + 7,
-        offA: 2,
-        offB: 1,
-        offC: 4,
-        alpha: 0.75,
-        beta: M % 2,
-        bType,
-        kernels,
-      };
-      const A = randomArray(2 + batch * s.sa!, rand);
-      let B = randomArray(1 + batch * s.sb!, rand);
-      if (bType === "f16") B = fromF16Array(toF16Array(B));
-      const C = randomArray(4 + batch * s.sc!, rand);
-      const [a, b, c] = [
-        upload(gpu, "A", A),
-        upload(gpu, "B", bType === "f16" ? toF16Array(B) : B),
-        upload(gpu, "C", C),
-      ];
-      matmul(rec, a, b, c, s);
-      const want = matmulRef(A, B, C, s);
-      const path = matmulPath(gpu, s);
-      checks.push(async () => {
-        const got = await readF32(gpu, c, 0, C.length);
-        assertClose(
-          got,
-          want,
-          { rel: 1e-5 },
-          `${path} M=${M} N=${N} K=${K}${transA ? " transA" : ""} ${bType}`,
-        );
-      });
-    }
-    rec.submit();
-    for (const check of checks) await check();
-  });
+  testReductions(
+    `matmul [${kernels}] small M (decode rows) batched with strides, offsets, ld and transposed A`,
+    async () => {
+      const gpu = await testGpu();
+      const rand = rng(100);
+      const rec = new Recorder(gpu);
+      const checks: (() => Promise<void>)[] = [];
+      // M ≤ 8 with B stored N×K takes matvec.wgsl in the tiled family; TM = M rows per workgroup in regblock.
+      for (
+        const [M, N, K, transA, bType] of [
+          [1, 37, 29, false, "f32"],
+          [3, 70, 130, true, "f32"],
+          [8, 65, 64, false, "f16"],
+          [5, 9, 300, true, "f16"],
+          [2, 257, 7, false, "f32"],
+        ] as const
+      ) {
+        const batch = 2;
+        const lda = (transA ? M : K) + 3;
+        const ldb = K + 2;
+        const ldc = N + 1;
+        const s: MatmulShape = {
+          M,
+          N,
+          K,
+          transA,
+          batch,
+          lda,
+          ldb,
+          ldc,
+          sa: lda * (transA ? K : M) + 5,
+          sb: ldb * N + 3,
+          sc: ldc * M + 7,
+          offA: 2,
+          offB: 1,
+          offC: 4,
+          alpha: 0.75,
+          beta: M % 2,
+          bType,
+          kernels,
+        };
+        const A = randomArray(2 + batch * s.sa!, rand);
+        let B = randomArray(1 + batch * s.sb!, rand);
+        if (bType === "f16") B = fromF16Array(toF16Array(B));
+        const C = randomArray(4 + batch * s.sc!, rand);
+        const [a, b, c] = [
+          upload(gpu, "A", A),
+          upload(gpu, "B", bType === "f16" ? toF16Array(B) : B),
+          upload(gpu, "C", C),
+        ];
+        matmul(rec, a, b, c, s);
+        const want = matmulRef(A, B, C, s);
+        const path = matmulPath(gpu, s);
+        checks.push(async () => {
+          const got = await readF32(gpu, c, 0, C.length);
+          assertClose(
+            got,
+            want,
+            { rel: 1e-5 },
+            `${path} M=${M} N=${N} K=${K}${transA ? " transA" : ""} ${bType}`,
+          );
+        });
+      }
+      rec.submit();
+      for (const check of checks) await check();
+    },
+  );
 
   Deno.test(`matmul [${kernels}] at 2304×9216 scale (K = 2304) is correct`, async () => {
     const gpu = await testGpu();

@@ -2,7 +2,7 @@ import { reduceRows } from "../../src/gpu/ops/reduce.ts";
 import { upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
-import { assertClose, randomArray, rng, testGpu } from "../helpers/gpu.ts";
+import { assertClose, randomArray, rng, testGpu, testReductions } from "../helpers/gpu.ts";
 
 function reduceRef(x: ArrayLike<number>, rows: number, cols: number, sq: boolean): Float64Array {
   const out = new Float64Array(rows);
@@ -15,7 +15,7 @@ function reduceRef(x: ArrayLike<number>, rows: number, cols: number, sq: boolean
 }
 
 for (const mode of ["sum", "sumsq"] as const) {
-  Deno.test(`reduce_rows ${mode} vs float64 reference on ragged shapes`, async () => {
+  testReductions(`reduce_rows ${mode} vs float64 reference on ragged shapes`, async () => {
     const gpu = await testGpu();
     const rand = rng(mode === "sum" ? 5 : 6);
     for (
@@ -41,7 +41,7 @@ for (const mode of ["sum", "sumsq"] as const) {
   });
 }
 
-Deno.test("reduce_rows over more rows than one grid dimension allows", async () => {
+testReductions("reduce_rows over more rows than one grid dimension allows", async () => {
   const gpu = await testGpu();
   const rows = gpu.limits.maxComputeWorkgroupsPerDimension + 3;
   const cols = 2;

@@ -13,6 +13,34 @@ export async function testGpu(): Promise<Gpu> {
   }
 }
 
+/** The two variants of `// #include reduce` kernels (kernels/lib/reduce_*.wgsl). */
+export const REDUCTIONS = ["subgroup", "workgroup"] as const;
+export type ReductionsVariant = (typeof REDUCTIONS)[number];
+
+/**
+ * Runs fn with the kernels' reductions forced to one variant (MAIEUTIC_SUBGROUPS=1 or 0; the kernel cache is
+ * keyed by variant). The device is opened first, so a workgroup run never opens it without subgroups. The
+ * subgroup variant fails (never skips) on a device without the `subgroups` feature.
+ */
+export async function withReductions<T>(variant: ReductionsVariant, fn: () => Promise<T>): Promise<T> {
+  await testGpu();
+  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
+  Deno.env.set("MAIEUTIC_SUBGROUPS", variant === "subgroup" ? "1" : "0");
+  try {
+    return await fn();
+  } finally {
+    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
+    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+  }
+}
+
+/** Registers one Deno.test per reductions variant, named `<name> [<variant> reductions]`. */
+export function testReductions(name: string, fn: () => Promise<void>): void {
+  for (const variant of REDUCTIONS) {
+    Deno.test(`${name} [${variant} reductions]`, () => withReductions(variant, fn));
+  }
+}
+
 /** Deterministic PRNG (mulberry32) for test data. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;

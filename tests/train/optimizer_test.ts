@@ -3,7 +3,7 @@ import { upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
 import { NORM_PARTIALS, type OptimizerBuffers, recordAdamW, recordClip } from "../../src/train/optimizer.ts";
-import { assertClose, testGpu } from "../helpers/gpu.ts";
+import { assertClose, testGpu, testReductions } from "../helpers/gpu.ts";
 
 const { tensors } = await readSafetensorsFile(
   new URL("../fixtures/golden/adamw.safetensors", import.meta.url).pathname,
@@ -16,7 +16,7 @@ const cat = (a: Float32Array, b: Float32Array) => {
   return o;
 };
 
-Deno.test("clip_grad_norm_ + AdamW match torch for two steps (adamw.safetensors)", async () => {
+testReductions("clip_grad_norm_ + AdamW match torch for two steps (adamw.safetensors)", async () => {
   const gpu = await testGpu();
   const n = 17;
   const b: OptimizerBuffers = {
@@ -57,7 +57,7 @@ Deno.test("clip_grad_norm_ + AdamW match torch for two steps (adamw.safetensors)
   }
 });
 
-Deno.test("grad norm over a large ragged arena equals float64", async () => {
+testReductions("grad norm over a large ragged arena equals float64", async () => {
   const gpu = await testGpu();
   const n = 1_000_003;
   const g = new Float32Array(n).map((_, i) => Math.sin(i * 0.37) * (1 + (i % 5)));

@@ -35,7 +35,7 @@ import { readF32 } from "../../../src/gpu/readback.ts";
 import { fromF16Array, toF16Array } from "../../../src/gpu/half.ts";
 import { readSafetensorsFile } from "../../../src/safetensors/read_file.ts";
 import { toFloat64 } from "../../../src/safetensors/decode.ts";
-import { assertClose, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
+import { assertClose, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";
 
 const TOL = 1e-5;
 
@@ -194,55 +194,58 @@ function closeToScale(got: ArrayLike<number>, want: ArrayLike<number>, what: str
 }
 
 for (const tableType of ["f32", "f16"] as const) {
-  Deno.test(`lm_head CE forward + backward, ${tableType} table, vs float64 reference on ${CASES.length} ragged shapes`, async () => {
-    const gpu = await testGpu();
-    if (tableType === "f16" && !gpu.f16) {
-      throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
-    }
-    const rec = new Recorder(gpu);
-    const checks: (() => Promise<void>)[] = [];
-    CASES.forEach((c, ci) => {
-      const d = makeData(c, 100 + ci, tableType);
-      const s: LmHeadCeShape = { N: c.N, dim: c.dim, V: d.V, tableType, softcap: c.softcap };
-      const gradScale = 1 / 3;
-      const io = {
-        h: upload(gpu, "h", d.h),
-        table: uploadTable(gpu, d.table, c.dim, c.pieces, tableType),
-        targets: upload(gpu, "targets", d.targets),
-        lse: createBuffer(gpu, "lse", c.N * 4),
-        tokenLoss: createBuffer(gpu, "tokenLoss", c.N * 4),
-        loss: createBuffer(gpu, "loss", 8),
-        dh: createBuffer(gpu, "dh", c.N * c.dim * 4),
-      };
-      lmHeadCrossEntropy(rec, io, scratchFor(gpu, c.N, c.chunk), s, { gradScale });
-      checks.push(async () => {
-        const what = `${tableType} ${c.name}`;
-        const logits = lmHeadLogits(d.h, d.table, c.N, c.dim, d.V, c.softcap);
-        const ref = crossEntropyFwd(logits, d.targets, c.N, d.V);
-        const refDh = lmHeadCeBwd(d.h, d.table, d.targets, c.N, c.dim, d.V, c.softcap, gradScale).dh;
-        const [lse, tokenLoss, loss, dh] = await Promise.all([
-          readF32(gpu, io.lse, 0, c.N),
-          readF32(gpu, io.tokenLoss, 0, c.N),
-          readF32(gpu, io.loss, 0, 2),
-          readF32(gpu, io.dh, 0, c.N * c.dim),
-        ]);
-        closeToScale(lse, ref.lse, `${what} lse`);
-        closeToScale(tokenLoss, ref.tokenLoss, `${what} tokenLoss`, maxAbs(ref.lse));
-        const sum = ref.tokenLoss.reduce((a, b) => a + b, 0);
-        assertEquals(loss[1], ref.count, `${what} count`);
-        assert(Math.abs(loss[0] - sum) <= TOL * Math.abs(sum), `${what} loss sum ${loss[0]} vs ${sum}`);
-        closeToScale(dh, refDh, `${what} dh`);
-        for (const n of c.ignored ?? []) {
-          for (let k = 0; k < c.dim; k++) assertEquals(dh[n * c.dim + k], 0, `${what} ignored row ${n} dh`);
-        }
+  testReductions(
+    `lm_head CE forward + backward, ${tableType} table, vs float64 reference on ${CASES.length} ragged shapes`,
+    async () => {
+      const gpu = await testGpu();
+      if (tableType === "f16" && !gpu.f16) {
+        throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
+      }
+      const rec = new Recorder(gpu);
+      const checks: (() => Promise<void>)[] = [];
+      CASES.forEach((c, ci) => {
+        const d = makeData(c, 100 + ci, tableType);
+        const s: LmHeadCeShape = { N: c.N, dim: c.dim, V: d.V, tableType, softcap: c.softcap };
+        const gradScale = 1 / 3;
+        const io = {
+          h: upload(gpu, "h", d.h),
+          table: uploadTable(gpu, d.table, c.dim, c.pieces, tableType),
+          targets: upload(gpu, "targets", d.targets),
+          lse: createBuffer(gpu, "lse", c.N * 4),
+          tokenLoss: createBuffer(gpu, "tokenLoss", c.N * 4),
+          loss: createBuffer(gpu, "loss", 8),
+          dh: createBuffer(gpu, "dh", c.N * c.dim * 4),
+        };
+        lmHeadCrossEntropy(rec, io, scratchFor(gpu, c.N, c.chunk), s, { gradScale });
+        checks.push(async () => {
+          const what = `${tableType} ${c.name}`;
+          const logits = lmHeadLogits(d.h, d.table, c.N, c.dim, d.V, c.softcap);
+          const ref = crossEntropyFwd(logits, d.targets, c.N, d.V);
+          const refDh = lmHeadCeBwd(d.h, d.table, d.targets, c.N, c.dim, d.V, c.softcap, gradScale).dh;
+          const [lse, tokenLoss, loss, dh] = await Promise.all([
+            readF32(gpu, io.lse, 0, c.N),
+            readF32(gpu, io.tokenLoss, 0, c.N),
+            readF32(gpu, io.loss, 0, 2),
+            readF32(gpu, io.dh, 0, c.N * c.dim),
+          ]);
+          closeToScale(lse, ref.lse, `${what} lse`);
+          closeToScale(tokenLoss, ref.tokenLoss, `${what} tokenLoss`, maxAbs(ref.lse));
+          const sum = ref.tokenLoss.reduce((a, b) => a + b, 0);
+          assertEquals(loss[1], ref.count, `${what} count`);
+          assert(Math.abs(loss[0] - sum) <= TOL * Math.abs(sum), `${what} loss sum ${loss[0]} vs ${sum}`);
+          closeToScale(dh, refDh, `${what} dh`);
+          for (const n of c.ignored ?? []) {
+            for (let k = 0; k < c.dim; k++) assertEquals(dh[n * c.dim + k], 0, `${what} ignored row ${n} dh`);
+          }
+        });
       });
-    });
-    rec.submit();
-    for (const check of checks) await check();
-  });
+      rec.submit();
+      for (const check of checks) await check();
+    },
+  );
 }
 
-Deno.test("lm_head CE with every row ignored: loss 0, count 0, dh 0, no NaN", async () => {
+testReductions("lm_head CE with every row ignored: loss 0, count 0, dh 0, no NaN", async () => {
   const gpu = await testGpu();
   const c: Case = {
     name: "all ignored",
@@ -284,66 +287,69 @@ Deno.test("lm_head CE with every row ignored: loss 0, count 0, dh 0, no NaN", as
   closeToScale(await readF32(gpu, io.lse, 0, c.N), ref.lse, "lse of ignored rows");
 });
 
-Deno.test("lm_head CE full logits, label log-probs, accumulated loss and dh (V = 512, tiny-model shape)", async () => {
-  const gpu = await testGpu();
-  const c: Case = {
-    name: "tiny",
-    N: 48,
-    dim: 64,
-    pieces: [512],
-    chunk: 192,
-    softcap: FINAL_SOFTCAP,
-    ignored: [0, 1, 2, 3, 23, 47],
-    confident: [9],
-  };
-  const d1 = makeData(c, 11, "f32");
-  const d2 = makeData(c, 12, "f32");
-  d2.table = d1.table; // same head, two micro-batches
-  const s: LmHeadCeShape = { N: c.N, dim: c.dim, V: d1.V, tableType: "f32", softcap: c.softcap };
-  const table = uploadTable(gpu, d1.table, c.dim, c.pieces, "f32");
-  const scratch = scratchFor(gpu, c.N, c.chunk);
-  const loss = upload(gpu, "loss", new Float32Array([0, 0]));
-  const dh = createBuffer(gpu, "dh", c.N * c.dim * 4);
-  const mk = (d: Data) => ({
-    h: upload(gpu, "h", d.h),
-    table,
-    targets: upload(gpu, "targets", d.targets),
-    lse: createBuffer(gpu, "lse", c.N * 4),
-    tokenLoss: createBuffer(gpu, "tokenLoss", c.N * 4),
-    labelLogprob: createBuffer(gpu, "lp", c.N * 4),
-    logits: createBuffer(gpu, "logits", c.N * d.V * 4),
-    loss,
-    dh,
-  });
-  const io1 = mk(d1);
-  const io2 = mk(d2);
-  const rec = new Recorder(gpu);
-  // Two micro-batches of one accumulation window (the dh of both rows sets summed, as the trainer would
-  // only do for shared rows; here it checks accumulateDh).
-  lmHeadCrossEntropy(rec, io1, scratch, s, { gradScale: 0.25, accumulateLoss: true });
-  lmHeadCrossEntropy(rec, io2, scratch, s, { gradScale: 0.5, accumulateLoss: true, accumulateDh: true });
-  rec.submit();
-  let sum = 0;
-  let count = 0;
-  const wantDh = new Float64Array(c.N * c.dim);
-  for (const [d, io, scale] of [[d1, io1, 0.25], [d2, io2, 0.5]] as const) {
-    const logits = lmHeadLogits(d.h, d.table, c.N, c.dim, d.V, c.softcap);
-    const ref = crossEntropyFwd(logits, d.targets, c.N, d.V);
-    closeToScale(await readF32(gpu, io.logits), logits, "full logits");
-    const lp = ref.tokenLoss.map((x) => -x);
-    closeToScale(await readF32(gpu, io.labelLogprob, 0, c.N), lp, "label log-prob", maxAbs(ref.lse));
-    sum += ref.tokenLoss.reduce((a, b) => a + b, 0);
-    count += ref.count;
-    const g = lmHeadCeBwd(d.h, d.table, d.targets, c.N, c.dim, d.V, c.softcap, scale).dh;
-    for (let i = 0; i < g.length; i++) wantDh[i] += g[i];
-  }
-  const got = await readF32(gpu, loss, 0, 2);
-  assertEquals(got[1], count);
-  assert(Math.abs(got[0] - sum) <= TOL * sum, `accumulated loss ${got[0]} vs ${sum}`);
-  closeToScale(await readF32(gpu, dh), wantDh, "accumulated dh");
-});
+testReductions(
+  "lm_head CE full logits, label log-probs, accumulated loss and dh (V = 512, tiny-model shape)",
+  async () => {
+    const gpu = await testGpu();
+    const c: Case = {
+      name: "tiny",
+      N: 48,
+      dim: 64,
+      pieces: [512],
+      chunk: 192,
+      softcap: FINAL_SOFTCAP,
+      ignored: [0, 1, 2, 3, 23, 47],
+      confident: [9],
+    };
+    const d1 = makeData(c, 11, "f32");
+    const d2 = makeData(c, 12, "f32");
+    d2.table = d1.table; // same head, two micro-batches
+    const s: LmHeadCeShape = { N: c.N, dim: c.dim, V: d1.V, tableType: "f32", softcap: c.softcap };
+    const table = uploadTable(gpu, d1.table, c.dim, c.pieces, "f32");
+    const scratch = scratchFor(gpu, c.N, c.chunk);
+    const loss = upload(gpu, "loss", new Float32Array([0, 0]));
+    const dh = createBuffer(gpu, "dh", c.N * c.dim * 4);
+    const mk = (d: Data) => ({
+      h: upload(gpu, "h", d.h),
+      table,
+      targets: upload(gpu, "targets", d.targets),
+      lse: createBuffer(gpu, "lse", c.N * 4),
+      tokenLoss: createBuffer(gpu, "tokenLoss", c.N * 4),
+      labelLogprob: createBuffer(gpu, "lp", c.N * 4),
+      logits: createBuffer(gpu, "logits", c.N * d.V * 4),
+      loss,
+      dh,
+    });
+    const io1 = mk(d1);
+    const io2 = mk(d2);
+    const rec = new Recorder(gpu);
+    // Two micro-batches of one accumulation window (the dh of both rows sets summed, as the trainer would
+    // only do for shared rows; here it checks accumulateDh).
+    lmHeadCrossEntropy(rec, io1, scratch, s, { gradScale: 0.25, accumulateLoss: true });
+    lmHeadCrossEntropy(rec, io2, scratch, s, { gradScale: 0.5, accumulateLoss: true, accumulateDh: true });
+    rec.submit();
+    let sum = 0;
+    let count = 0;
+    const wantDh = new Float64Array(c.N * c.dim);
+    for (const [d, io, scale] of [[d1, io1, 0.25], [d2, io2, 0.5]] as const) {
+      const logits = lmHeadLogits(d.h, d.table, c.N, c.dim, d.V, c.softcap);
+      const ref = crossEntropyFwd(logits, d.targets, c.N, d.V);
+      closeToScale(await readF32(gpu, io.logits), logits, "full logits");
+      const lp = ref.tokenLoss.map((x) => -x);
+      closeToScale(await readF32(gpu, io.labelLogprob, 0, c.N), lp, "label log-prob", maxAbs(ref.lse));
+      sum += ref.tokenLoss.reduce((a, b) => a + b, 0);
+      count += ref.count;
+      const g = lmHeadCeBwd(d.h, d.table, d.targets, c.N, c.dim, d.V, c.softcap, scale).dh;
+      for (let i = 0; i < g.length; i++) wantDh[i] += g[i];
+    }
+    const got = await readF32(gpu, loss, 0, 2);
+    assertEquals(got[1], count);
+    assert(Math.abs(got[0] - sum) <= TOL * sum, `accumulated loss ${got[0]} vs ${sum}`);
+    closeToScale(await readF32(gpu, dh), wantDh, "accumulated dh");
+  },
+);
 
-Deno.test("lm_head CE at gemma-2-2b width (dim 2304), f16 table over 3 pieces", async () => {
+testReductions("lm_head CE at gemma-2-2b width (dim 2304), f16 table over 3 pieces", async () => {
   const gpu = await testGpu();
   if (!gpu.f16) throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
   const c: Case = {
@@ -378,7 +384,7 @@ Deno.test("lm_head CE at gemma-2-2b width (dim 2304), f16 table over 3 pieces", 
   closeToScale(await readF32(gpu, io.dh), want, "dh");
 });
 
-Deno.test("lm_head CE forward matches transformers' goldens (tiny Gemma-2, f64 run)", async () => {
+testReductions("lm_head CE forward matches transformers' goldens (tiny Gemma-2, f64 run)", async () => {
   const gpu = await testGpu();
   const dir = new URL("../../fixtures/golden/", import.meta.url);
   const fwd = (await readSafetensorsFile(new URL("forward_f64.safetensors", dir).pathname)).tensors;
@@ -419,7 +425,7 @@ Deno.test("lm_head CE forward matches transformers' goldens (tiny Gemma-2, f64 r
   assertClose(gotLp, toFloat64(fwd.get("label_logprobs")!), { abs: 1e-4 }, "golden label_logprobs");
 });
 
-Deno.test("lm_head CE validates the table split; scratch sizing for gemma-2-2b", async () => {
+testReductions("lm_head CE validates the table split; scratch sizing for gemma-2-2b", async () => {
   const gpu = await testGpu();
   const E = upload(gpu, "E", new Float32Array(20 * 8));
   const base = {

@@ -30,7 +30,7 @@ import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readF32 } from "../../../src/gpu/readback.ts";
 import { f16BitsToF32, f32ToF16Bits, toF16Array } from "../../../src/gpu/half.ts";
 import { readSafetensorsFile } from "../../../src/safetensors/read_file.ts";
-import { assertClose, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
+import { assertClose, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";
 
 const GOLDEN = new URL("../../fixtures/golden/nf4.safetensors", import.meta.url).pathname;
 
@@ -177,90 +177,93 @@ for (const kernels of KERNEL_VARIANTS) {
     }
   });
 
-  Deno.test(`[${kernels}] small-M path (tokens ≤ 8, decode) dequantizes bit-exactly: identity rows in chunks of 1..8 through views, golden and random NF4`, async () => {
-    const gpu = await testGpu();
-    const { tensors } = await readSafetensorsFile(GOLDEN);
-    const get = (k: string) => tensors.get(k)!;
-    const rand = rng(405);
-    const weights: { name: string; t: Nf4Data; want: Float32Array }[] = [];
-    for (const name of ["gate_proj_l0", "odd_100x170", "tiny_7x13"]) {
-      const [out, inF] = get(`${name}.weight`).shape;
-      const t: Nf4Data = {
-        shape: [out, inF],
-        n: out * inF,
-        packed: get(`${name}.packed`).data as Uint8Array,
-        qabsmax: get(`${name}.qabsmax`).data as Uint8Array,
-        absmax2: get(`${name}.absmax2`).data as Float32Array,
-        offset: (get(`${name}.offset`).data as Float32Array)[0],
-      };
-      weights.push({ name, t, want: get(`${name}.dequant`).data as Float32Array });
-    }
-    // Random codes with in % 8 == 0 but in % 64 != 0 (64-blocks cross rows), and 2304 (gemma-2-2b hidden).
-    for (const [out, inF] of [[37, 520], [19, 2304]]) {
-      const n = out * inF;
-      const nb = Math.ceil(n / 64);
-      const bytes = (k: number) => Uint8Array.from({ length: k }, () => Math.floor(rand() * 256));
-      const t: Nf4Tensor = {
-        shape: [out, inF],
-        n,
-        packed: bytes(Math.ceil(n / 2)),
-        qabsmax: bytes(nb),
-        absmax2: Float32Array.from({ length: Math.ceil(nb / 256) }, () => 0.001 + 0.05 * rand()),
-        offset: Math.fround(0.01 + 0.03 * rand()),
-      };
-      weights.push({ name: `random ${out}x${inF}`, t, want: dequantizeNf4(t) });
-    }
-    const rec = new Recorder(gpu);
-    const checks: Check[] = [];
-    for (const { name, t, want } of weights) {
-      const [out, inF] = t.shape;
-      const w = uploadNf4(gpu, t, name);
-      const xI = upload(gpu, "x", identity(inF));
-      const dyI = upload(gpu, "dy", identity(out));
-      for (const compute of computes(gpu)) {
-        const wc = compute === "f16" ? roundF16(want) : want;
-        // The identity fed in chunks of `rows` rows (cycling 1..8, so every row count is taken) through views:
-        // x rows k0 .. k0+rows of I (offX = k0·in) give y rows k0 .. (offY = k0·out): y[k, n] = W[n, k].
-        // Likewise dy = rows of I (out × out) give dx[k, :] = W[k, :].
-        const y = upload(gpu, "y", new Float32Array(inF * out));
-        const dx = upload(gpu, "dx", new Float32Array(out * inF));
-        const paths = new Set<string>();
-        for (let k0 = 0, rows = 1; k0 < inF; k0 += rows, rows = rows % 8 + 1) {
-          const s: LinearShape = {
-            tokens: Math.min(rows, inF - k0),
-            inF,
-            outF: out,
-            compute,
-            kernels,
-            offX: k0 * inF,
-            offY: k0 * out,
-          };
-          linearForward(rec, { x: xI, weight: w, y }, s);
-          paths.add(linearForwardPath(gpu, s));
-        }
-        for (let k0 = 0, rows = 1; k0 < out; k0 += rows, rows = rows % 8 + 1) {
-          linearBackward(rec, { dy: dyI, x: dx, weight: w, dx }, {
-            tokens: Math.min(rows, out - k0),
-            inF,
-            outF: out,
-            compute,
-            kernels,
-            offY: k0 * out,
-            offX: k0 * inF,
+  testReductions(
+    `[${kernels}] small-M path (tokens ≤ 8, decode) dequantizes bit-exactly: identity rows in chunks of 1..8 through views, golden and random NF4`,
+    async () => {
+      const gpu = await testGpu();
+      const { tensors } = await readSafetensorsFile(GOLDEN);
+      const get = (k: string) => tensors.get(k)!;
+      const rand = rng(405);
+      const weights: { name: string; t: Nf4Data; want: Float32Array }[] = [];
+      for (const name of ["gate_proj_l0", "odd_100x170", "tiny_7x13"]) {
+        const [out, inF] = get(`${name}.weight`).shape;
+        const t: Nf4Data = {
+          shape: [out, inF],
+          n: out * inF,
+          packed: get(`${name}.packed`).data as Uint8Array,
+          qabsmax: get(`${name}.qabsmax`).data as Uint8Array,
+          absmax2: get(`${name}.absmax2`).data as Float32Array,
+          offset: (get(`${name}.offset`).data as Float32Array)[0],
+        };
+        weights.push({ name, t, want: get(`${name}.dequant`).data as Float32Array });
+      }
+      // Random codes with in % 8 == 0 but in % 64 != 0 (64-blocks cross rows), and 2304 (gemma-2-2b hidden).
+      for (const [out, inF] of [[37, 520], [19, 2304]]) {
+        const n = out * inF;
+        const nb = Math.ceil(n / 64);
+        const bytes = (k: number) => Uint8Array.from({ length: k }, () => Math.floor(rand() * 256));
+        const t: Nf4Tensor = {
+          shape: [out, inF],
+          n,
+          packed: bytes(Math.ceil(n / 2)),
+          qabsmax: bytes(nb),
+          absmax2: Float32Array.from({ length: Math.ceil(nb / 256) }, () => 0.001 + 0.05 * rand()),
+          offset: Math.fround(0.01 + 0.03 * rand()),
+        };
+        weights.push({ name: `random ${out}x${inF}`, t, want: dequantizeNf4(t) });
+      }
+      const rec = new Recorder(gpu);
+      const checks: Check[] = [];
+      for (const { name, t, want } of weights) {
+        const [out, inF] = t.shape;
+        const w = uploadNf4(gpu, t, name);
+        const xI = upload(gpu, "x", identity(inF));
+        const dyI = upload(gpu, "dy", identity(out));
+        for (const compute of computes(gpu)) {
+          const wc = compute === "f16" ? roundF16(want) : want;
+          // The identity fed in chunks of `rows` rows (cycling 1..8, so every row count is taken) through views:
+          // x rows k0 .. k0+rows of I (offX = k0·in) give y rows k0 .. (offY = k0·out): y[k, n] = W[n, k].
+          // Likewise dy = rows of I (out × out) give dx[k, :] = W[k, :].
+          const y = upload(gpu, "y", new Float32Array(inF * out));
+          const dx = upload(gpu, "dx", new Float32Array(out * inF));
+          const paths = new Set<string>();
+          for (let k0 = 0, rows = 1; k0 < inF; k0 += rows, rows = rows % 8 + 1) {
+            const s: LinearShape = {
+              tokens: Math.min(rows, inF - k0),
+              inF,
+              outF: out,
+              compute,
+              kernels,
+              offX: k0 * inF,
+              offY: k0 * out,
+            };
+            linearForward(rec, { x: xI, weight: w, y }, s);
+            paths.add(linearForwardPath(gpu, s));
+          }
+          for (let k0 = 0, rows = 1; k0 < out; k0 += rows, rows = rows % 8 + 1) {
+            linearBackward(rec, { dy: dyI, x: dx, weight: w, dx }, {
+              tokens: Math.min(rows, out - k0),
+              inF,
+              outF: out,
+              compute,
+              kernels,
+              offY: k0 * out,
+              offX: k0 * inF,
+            });
+          }
+          checks.push(async () => {
+            const wt = new Float32Array(inF * out);
+            for (let n = 0; n < out; n++) for (let k = 0; k < inF; k++) wt[k * out + n] = wc[n * inF + k];
+            const what = `${name} ${compute} ${[...paths].join("/")}`;
+            assertBitExact(await readF32(gpu, y, 0, inF * out), wt, `${what} forward`);
+            assertBitExact(await readF32(gpu, dx, 0, out * inF), wc, `${what} dx`);
           });
         }
-        checks.push(async () => {
-          const wt = new Float32Array(inF * out);
-          for (let n = 0; n < out; n++) for (let k = 0; k < inF; k++) wt[k * out + n] = wc[n * inF + k];
-          const what = `${name} ${compute} ${[...paths].join("/")}`;
-          assertBitExact(await readF32(gpu, y, 0, inF * out), wt, `${what} forward`);
-          assertBitExact(await readF32(gpu, dx, 0, out * inF), wc, `${what} dx`);
-        });
       }
-    }
-    rec.submit();
-    for (const c of checks) await c();
-  });
+      rec.submit();
+      for (const c of checks) await c();
+    },
+  );
 }
 
 // [tokens, out, in]: none a multiple of the 64×64×16 tile unless noted; in % 8 == 0 takes the word-per-thread
