@@ -6,10 +6,11 @@
 import { parse } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { EvalServer } from "../serve/server.ts";
+import { DEFAULT_KEEP_DAYS } from "../serve/store.ts";
 
 const USAGE =
   "maieutic serve [--port 8787] [--hostname 127.0.0.1] [--data-root DIR]... [--adapter-root DIR] " +
-  "[--jobs-dir DIR] [--queue-size N] [--job-timeout-s S] [--model M] [--insecure-localhost] [--require-signature]";
+  "[--jobs-dir DIR] [--queue-size N] [--keep-days N] [--job-timeout-s S] [--model M] [--insecure-localhost] [--require-signature]";
 
 const HELP = `${USAGE}
 
@@ -27,6 +28,7 @@ Options:
   --adapter-root DIR       directory adapters must lie in (default models)
   --jobs-dir DIR           where jobs and reports are persisted (default models/_jobs)
   --queue-size N           most waiting jobs before 429 (default 16)
+  --keep-days N            delete finished jobs older than N days at start (default 30; 0 keeps all)
   --job-timeout-s S        per-job time limit in seconds (default 3600)
   --model M                base model passed to eval (Hub id, local dir, "tiny"; default: eval's default)
   --insecure-localhost     allow running without a token when bound to 127.0.0.1, and http loopback
@@ -46,6 +48,7 @@ const OPTIONS = {
   "adapter-root": { type: "string" },
   "jobs-dir": { type: "string" },
   "queue-size": { type: "string" },
+  "keep-days": { type: "string" },
   "job-timeout-s": { type: "string" },
   model: { type: "string" },
   "insecure-localhost": { type: "boolean" },
@@ -102,6 +105,7 @@ export async function run(args: string[]): Promise<number> {
   const hostname = (values.hostname as string | undefined) ?? "127.0.0.1";
   const queueSize = int("queue-size", values["queue-size"], 16, 1);
   const jobTimeoutS = int("job-timeout-s", values["job-timeout-s"], 3600, 1);
+  const keepDays = int("keep-days", values["keep-days"], DEFAULT_KEEP_DAYS, 0);
   const dataRoots = (values["data-root"] as string[] | undefined) ?? ["data"];
   const adapterRoot = (values["adapter-root"] as string | undefined) ?? "models";
   const jobsDir = (values["jobs-dir"] as string | undefined) ?? "models/_jobs";
@@ -144,6 +148,7 @@ export async function run(args: string[]): Promise<number> {
     adapterRoot,
     jobsDir,
     queueSize,
+    keepDays,
     jobTimeoutS,
     model: values.model as string | undefined,
     adapterInfo: await adapterInfo(),

@@ -66,6 +66,11 @@ export interface LoadOptions {
   quantizer?: (w: Float32Array<ArrayBuffer>, shape: number[]) => Nf4Tensor | Promise<Nf4Tensor>;
   /** Ignore (and replace) an existing cache entry. */
   rebuild?: boolean;
+  /**
+   * false: use an existing cache entry but write none (merge reads a Hub model dense once; caching that copy
+   * would leave ~10 GB for gemma-2-2b in the cache). Default true.
+   */
+  writeCache?: boolean;
   /** Notices (cache rebuilt, network fallback); default: stderr. */
   log?: (line: string) => void;
 }
@@ -439,7 +444,7 @@ export async function openModel(
         `(no ${cachePath}); run once online: maieutic quantize --model ${src.source}`,
     );
   }
-  return await fromSource(src, quant, cachePath, opts);
+  return await fromSource(src, quant, opts.writeCache === false ? undefined : cachePath, opts);
 }
 
 function fromCache(

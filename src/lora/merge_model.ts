@@ -230,7 +230,8 @@ export async function openMergeBase(
 ): Promise<{ stream: ModelStream; nf4: boolean }> {
   const dense: QuantizationConfig = { ...quant, load_in_4bit: false };
   try {
-    return { stream: await openModel(model, dense, opts), nf4: false };
+    // A dense conversion is read once here: reuse one if cached, but do not leave a new one behind.
+    return { stream: await openModel(model, dense, { ...opts, writeCache: false }), nf4: false };
   } catch (e) {
     if (!(e instanceof UsageError) || !quant.load_in_4bit) throw e;
     const spec = await parseModelName(model).catch(() => undefined);

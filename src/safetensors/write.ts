@@ -7,8 +7,8 @@
  * tensors of a layout declared up front into a temp file that is renamed into place only by `finish()`, so
  * a crash or abort never leaves a half-written file under the final name.
  */
-import { dirname } from "node:path";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { basename, dirname } from "node:path";
+import { removeStaleTemps, tempPattern, writeFileAtomic } from "../util/atomic.ts";
 import { f32ToBf16Bits, f32ToF16Bits } from "../gpu/half.ts";
 import { type Dtype, DTYPE_BYTES, SafetensorsError } from "./header.ts";
 
@@ -169,6 +169,8 @@ export async function createSafetensorsWriter(
 ): Promise<SafetensorsStreamWriter> {
   const header = encodeHeader(specs, metadata);
   await Deno.mkdir(dirname(path), { recursive: true });
+  // A writer killed mid-file (Ctrl-C during a quantization, SIGKILL) left its temp: gigabytes for a model.
+  await removeStaleTemps(dirname(path), tempPattern(basename(path)));
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   const file = await Deno.open(tmp, { write: true, createNew: true });
   let closed = false;

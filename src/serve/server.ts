@@ -62,6 +62,8 @@ export interface ServeOptions {
   callback?: Omit<CallbackOptions, "secret">;
   /** runs a job may start in total across crashes; default 2 (retried once) */
   maxAttempts?: number;
+  /** finished jobs older than this many days are deleted at start (0 keeps all; default 30) */
+  keepDays?: number;
   /** how long the worker waits for a runner that ignores its abort signal; default 10000 ms */
   abortGraceMs?: number;
   /** shown by /healthz */
@@ -185,7 +187,11 @@ export class EvalServer {
     if (opts.jobTimeoutS !== undefined && !(opts.jobTimeoutS > 0)) throw new Error("job timeout must be > 0");
     const roots = await makeRoots(opts.dataRoots, opts.adapterRoot, opts.cwd);
     const log = opts.log ?? ((l: string) => console.error(l));
-    const { store, recovered } = await JobStore.open(opts.jobsDir, { maxAttempts: opts.maxAttempts, log });
+    const { store, recovered } = await JobStore.open(opts.jobsDir, {
+      maxAttempts: opts.maxAttempts,
+      keepDays: opts.keepDays,
+      log,
+    });
     return new EvalServer(opts, store, recovered, roots);
   }
 

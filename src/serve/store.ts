@@ -5,7 +5,8 @@
  *
  * On open, the store recovers what a crash left: a job that was `running` is requeued once (its eval
  * subprocess, if still alive, is killed first) and failed on the second interruption; `queued` jobs stay
- * queued in submission order.
+ * queued in submission order. Finished jobs older than `keepDays` (default 30) are deleted, so a long-lived
+ * server's directory does not grow without bound (a job whose callback is still owed is kept).
  */
 import { join } from "node:path";
 import { type EvalJob, EvalJobSchema, FINAL_STATUSES, type JobStatus } from "./schema.ts";
@@ -47,11 +48,20 @@ export interface RecoveryReport {
   requeued: string[];
   failed: string[];
   corrupt: string[];
+  /** finished jobs deleted for being older than keepDays */
+  pruned: string[];
 }
+
+/** Finished jobs are kept this many days by default (`maieutic serve --keep-days`). */
+export const DEFAULT_KEEP_DAYS = 30;
 
 export interface StoreOptions {
   /** runs a job may start in total (an interrupted run is retried until this many); default 2 */
   maxAttempts?: number;
+  /** finished jobs older than this many days (by finished_at) are deleted on open; 0 keeps all; default 30 */
+  keepDays?: number;
+  /** the clock, for tests (default Date.now) */
+  now?: () => number;
   /** kills an eval subprocess left over from a crashed server (default: reapOrphan) */
   reap?: (pid: number, jobId: string) => Promise<void>;
   log?: (line: string) => void;
@@ -88,7 +98,9 @@ export class JobStore {
     const log = opts.log ?? (() => {});
     await Deno.mkdir(dir, { recursive: true });
     const store = new JobStore(dir);
-    const recovered: RecoveryReport = { requeued: [], failed: [], corrupt: [] };
+    const recovered: RecoveryReport = { requeued: [], failed: [], corrupt: [], pruned: [] };
+    const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+    const cutoff = keepDays > 0 ? (opts.now ?? Date.now)() - keepDays * 86_400_000 : -Infinity;
     for await (const e of Deno.readDir(dir)) {
       if (!e.isFile) continue;
       if (e.name.endsWith(".tmp")) {
@@ -109,8 +121,16 @@ export class JobStore {
         log(`jobs: ${e.name} is unreadable (${(err as Error).message}); moved to ${e.name}.corrupt`);
         continue;
       }
-      store.jobs.set(job.id, job);
       store.nextSeq = Math.max(store.nextSeq, job.seq + 1);
+      const finished = job.finished_at ? Date.parse(job.finished_at) : NaN;
+      if (
+        FINAL_STATUSES.includes(job.status) && finished < cutoff && job.callback?.state !== "pending"
+      ) {
+        await Deno.remove(path).catch(() => {});
+        recovered.pruned.push(job.id);
+        continue;
+      }
+      store.jobs.set(job.id, job);
     }
     const now = new Date().toISOString();
     for (const job of store.jobs.values()) {
@@ -133,6 +153,11 @@ export class JobStore {
         recovered.requeued.push(job.id);
       }
       await store.persist(job.id);
+    }
+    if (recovered.pruned.length) {
+      log(
+        `jobs: removed ${recovered.pruned.length} finished job(s) older than ${keepDays} days (--keep-days)`,
+      );
     }
     return { store, recovered };
   }

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { type RngState, RngStateSchema, type TrainerState, TrainerStateSchema } from "./state.ts";
 import { UsageError } from "../cli/errors.ts";
+import { removeStaleTemps } from "../util/atomic.ts";
 
 export const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
 const COMPLETE_MARKER = "trainer_state.json";
@@ -27,6 +28,8 @@ export async function saveCheckpoint(
   const final = join(modelDir, `checkpoint-${step}`);
   const tmp = join(modelDir, `.checkpoint-${step}.tmp-${Deno.pid}`);
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  // Half-written checkpoints of a killed run (resumed with --resume) are never complete: remove them.
+  await removeStaleTemps(modelDir, /^\.checkpoint-\d+\.tmp-(\d+)$/);
   await Deno.mkdir(tmp, { recursive: true });
   await files.writeAdapter(tmp);
   await files.writeOptimizer(tmp);

@@ -53,6 +53,29 @@ fn many(@builtin(workgroup_id) wg: vec3u, lanes: Lanes) {
 const WGS = [8, 32, 64, 256];
 const GROUPS = 3;
 
+/** Runs one entry of TEST_KERNEL on GROUPS workgroups of WG and reads `perInvocation` floats per invocation. */
+async function runTestKernel(
+  gpu: Gpu,
+  entry: "one" | "many",
+  WG: number,
+  n: number,
+  x: Float32Array<ArrayBuffer>,
+  perInvocation: number,
+): Promise<Float32Array> {
+  const xb = upload(gpu, "x", x);
+  const out = createBuffer(gpu, "out", GROUPS * WG * perInvocation * 4);
+  const rec = new Recorder(gpu);
+  const k = getKernel(gpu, { file: "test_reduce.wgsl", code: TEST_KERNEL, entry, constants: { WG } });
+  rec.dispatch(k, [xb, out], [n], [GROUPS, 1, 1]);
+  rec.submit();
+  try {
+    return await readF32(gpu, out, 0, GROUPS * WG * perInvocation);
+  } finally {
+    xb.destroy();
+    out.destroy();
+  }
+}
+
 for (const variant of REDUCTIONS) {
   Deno.test(`wg_sum and wg_max (${variant}) vs float64 at WG = ${WGS.join(", ")}, calls back to back`, async () => {
     await withReductions(variant, async () => {
@@ -60,18 +83,7 @@ for (const variant of REDUCTIONS) {
       const rand = rng(77);
       for (const WG of WGS) {
         const x = randomArray(GROUPS * WG, rand, 3);
-        const xb = upload(gpu, "x", x);
-        const out = createBuffer(gpu, "out", GROUPS * WG * 16);
-        const rec = new Recorder(gpu);
-        const k = getKernel(gpu, {
-          file: "test_reduce.wgsl",
-          code: TEST_KERNEL,
-          entry: "one",
-          constants: { WG },
-        });
-        rec.dispatch(k, [xb, out], [1], [GROUPS, 1, 1]);
-        rec.submit();
-        const got = await readF32(gpu, out, 0, GROUPS * WG * 4);
+        const got = await runTestKernel(gpu, "one", WG, 1, x, 4);
         for (let g = 0; g < GROUPS; g++) {
           let s = 0, s2 = 0, m = -Infinity, m2 = -Infinity;
           for (let i = 0; i < WG; i++) {
@@ -89,8 +101,6 @@ for (const variant of REDUCTIONS) {
             assert.deepEqual(got[o + 3], m2, `${at}: max of -x`);
           }
         }
-        xb.destroy();
-        out.destroy();
       }
     });
   });
@@ -102,18 +112,7 @@ for (const variant of REDUCTIONS) {
       for (const WG of WGS) {
         for (const n of [1, 5, 32]) {
           const x = randomArray(GROUPS * n * WG, rand, 2);
-          const xb = upload(gpu, "x", x);
-          const out = createBuffer(gpu, "out", GROUPS * WG * 8);
-          const rec = new Recorder(gpu);
-          const k = getKernel(gpu, {
-            file: "test_reduce.wgsl",
-            code: TEST_KERNEL,
-            entry: "many",
-            constants: { WG },
-          });
-          rec.dispatch(k, [xb, out], [n], [GROUPS, 1, 1]);
-          rec.submit();
-          const got = await readF32(gpu, out, 0, GROUPS * WG * 2);
+          const got = await runTestKernel(gpu, "many", WG, n, x, 2);
           for (let g = 0; g < GROUPS; g++) {
             for (let i = 0; i < WG; i++) {
               let want = 0;
@@ -127,8 +126,6 @@ for (const variant of REDUCTIONS) {
               );
             }
           }
-          xb.destroy();
-          out.destroy();
         }
       }
     });

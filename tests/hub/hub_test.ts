@@ -135,6 +135,21 @@ Deno.test("hub: public repos in all three layouts load equal to the checkpoint, 
   });
 });
 
+Deno.test("hub: writeCache false streams the model without leaving a cache entry (merge's dense read)", async () => {
+  await withHub(async ({ cache, opts }) => {
+    const repo = "test/tiny-bf16";
+    const d = await loadModel(repo, DENSE, { ...opts, writeCache: false });
+    assertMatchesReference(d.tensors, false, `${repo} dense, not cached`);
+    assert.equal(d.stats.fromCache, false);
+    const files = await listFiles(cache);
+    assert.ok(!files.some((f) => f.endsWith(".safetensors") || f.endsWith(".tmp")), files.join("\n"));
+    // With the default the conversion is cached, and a later writeCache: false read uses it.
+    await loadModel(repo, DENSE, opts);
+    const again = await loadModel(repo, DENSE, { ...opts, writeCache: false });
+    assert.equal(again.stats.fromCache, true);
+  });
+});
+
 Deno.test("hub: gated repo without token is one clear UsageError; with the token it loads; token never leaks", async () => {
   await withHub(async ({ hub, opts, cache }) => {
     await assert.rejects(() => loadModel("test/gated", NF4, opts), (e: Error) => {

@@ -75,6 +75,45 @@ Deno.test("store reopened from disk: running -> requeued once, then failed; queu
   }
 });
 
+Deno.test("finished jobs older than keepDays are deleted on open; recent, unfinished and owed-callback jobs stay", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const now = Date.parse("2026-11-25T12:00:00Z");
+    const daysAgo = (d: number) => new Date(now - d * 86_400_000).toISOString();
+    const old = record({ seq: 0, status: "succeeded", attempts: 1, finished_at: daysAgo(31) });
+    const oldFailed = record({ seq: 1, status: "failed", attempts: 2, finished_at: daysAgo(90) });
+    const recent = record({ seq: 2, status: "succeeded", attempts: 1, finished_at: daysAgo(29) });
+    const owed = record({
+      seq: 3,
+      status: "cancelled",
+      finished_at: daysAgo(60),
+      callback: { url: "https://x/cb", state: "pending", attempts: 3 },
+    });
+    const queued = record({ seq: 4, status: "queued", created_at: daysAgo(45) });
+    const all = [old, oldFailed, recent, owed, queued];
+    for (const j of all) await Deno.writeTextFile(join(dir, `${j.id}.json`), JSON.stringify(j));
+    const lines: string[] = [];
+    const { store, recovered } = await JobStore.open(dir, {
+      keepDays: 30,
+      now: () => now,
+      log: (l) => lines.push(l),
+    });
+    assertEq([...recovered.pruned].sort(), [old.id, oldFailed.id].sort());
+    for (const j of [recent, owed, queued]) assert(store.get(j.id) !== undefined, `${j.status} job kept`);
+    assert(store.get(old.id) === undefined, "pruned job is gone from the store");
+    const names: string[] = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assertEq(names.sort(), [recent, owed, queued].map((j) => `${j.id}.json`).sort());
+    assert(lines.some((l) => l.includes("removed 2 finished job(s) older than 30 days")), lines.join("\n"));
+    assertEq(store.takeSeq(), 5); // submission numbers never go back, even past pruned jobs
+    // keepDays 0 keeps everything.
+    const again = await JobStore.open(dir, { keepDays: 0, now: () => now + 1000 * 86_400_000 });
+    assertEq(again.recovered.pruned, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("graceful close requeues the running job (attempt not counted); a new server finishes everything", async () => {
   const tree = await makeTree();
   try {
