@@ -50,7 +50,8 @@ export function defaultSettings(c: Gemma2Config): BenchSettings {
     : {
       batch: 1,
       seq: 64,
-      steps: 1,
+      // The median of 3 steps: one step's time swings with a shared machine's load (BENCHMARKS.md).
+      steps: 3,
       layers: 1,
       vocab: 8192,
       decodeTokens: 1,

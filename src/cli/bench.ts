@@ -44,7 +44,7 @@ gemma-2-2b-random (real widths, cut to --layers layers and a --vocab slice so a 
   --plan                 only the memory plan (no device needed): every buffer kind and the peak
   --json                 one JSON object on stdout (progress goes to stderr)
   --batch B --seq T      tokens of the kernels and the step (plan: of the planned batch; default the seed 4 x 512)
-  --steps N              timed optimizer steps (default 1)
+  --steps N              timed optimizer steps, the median reported (default 3 real width, 1 small)
   --layers L             decoder layers of the step model (default 1 for real widths, all for small models)
   --vocab V              vocab rows of the step model (default 8192 for real widths)
   --decode-tokens N      greedy decode tokens to time (0 skips; default 1 real width, 8 small)
