@@ -12,7 +12,9 @@
 //     (n = col0 + lid + WG·j), so neighbouring lanes read neighbouring columns (contiguous when B is stored
 //     K×N) and store contiguously;
 //   - per k it loads TM values of A and 8 of B for 8·TM multiply-adds, into a TM × 8 block of accumulators
-//     held as vec4 pairs (no private arrays: a CPU compiler may keep a dynamically indexed array in memory).
+//     held as vec4 pairs (no private arrays: a CPU compiler may keep a dynamically indexed array in memory);
+//     the TM values of A are the same for every invocation, so with subgroups each lane loads one row's and
+//     the subgroup shares them (kernels/lib/row8_*.wgsl, rows_at).
 // Rows/columns past the edge are clamped to the last valid one for loading (their results are dropped), so the
 // K loop has no branches.
 
@@ -49,6 +51,15 @@ fn b_col(base: u32, n: u32) -> u32 {
   return base + min(n, p.N - 1u) * select(p.ldb, 1u, TRANS_B != 0u);
 }
 
+// A[i]; rows_at (kernels/lib/row8_*.wgsl) gets one per row of the workgroup for a k.
+fn fetch1(i: u32) -> f32 {
+  return f32(A[i]);
+}
+
+struct V8 { lo: vec4f, hi: vec4f }
+
+// #include row8
+
 fn store(cbase: u32, m: u32, n0: u32, c: Acc) {
   if (m >= p.M) { return; }
   for (var j = 0u; j < 8u; j++) {
@@ -62,22 +73,17 @@ fn store(cbase: u32, m: u32, n0: u32, c: Acc) {
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, r8: Row8) {
   let batch = wg.z;
   let row0 = wg.y * TM;
   let col0 = wg.x * WG * 8u + lid.x;
-  let ak = select(1u, p.lda, TRANS_A != 0u);
   let bk = select(1u, p.ldb, TRANS_B != 0u);
+  let ak = select(1u, p.lda, TRANS_A != 0u);
   let abase = p.offA + batch * p.sa;
+  let rows = row_offsets(array<u32, 8>(a_row(abase, row0), a_row(abase, row0 + 1u), a_row(abase, row0 + 2u),
+                                       a_row(abase, row0 + 3u), a_row(abase, row0 + 4u), a_row(abase, row0 + 5u),
+                                       a_row(abase, row0 + 6u), a_row(abase, row0 + 7u)), TM, r8);
   let bbase = p.offB + batch * p.sb;
-  let a0 = a_row(abase, row0);
-  let a1 = a_row(abase, row0 + 1u);
-  let a2 = a_row(abase, row0 + 2u);
-  let a3 = a_row(abase, row0 + 3u);
-  let a4 = a_row(abase, row0 + 4u);
-  let a5 = a_row(abase, row0 + 5u);
-  let a6 = a_row(abase, row0 + 6u);
-  let a7 = a_row(abase, row0 + 7u);
   let b0 = b_col(bbase, col0);
   let b1 = b_col(bbase, col0 + WG);
   let b2 = b_col(bbase, col0 + 2u * WG);
@@ -95,18 +101,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var c6 = c0;
   var c7 = c0;
   for (var k = 0u; k < p.K; k++) {
-    let ka = k * ak;
     let kb = k * bk;
     let b = Acc(vec4f(f32(B[b0 + kb]), f32(B[b1 + kb]), f32(B[b2 + kb]), f32(B[b3 + kb])),
                 vec4f(f32(B[b4 + kb]), f32(B[b5 + kb]), f32(B[b6 + kb]), f32(B[b7 + kb])));
-    c0 = mac(c0, f32(A[a0 + ka]), b);
-    if (TM > 1u) { c1 = mac(c1, f32(A[a1 + ka]), b); }
-    if (TM > 2u) { c2 = mac(c2, f32(A[a2 + ka]), b); }
-    if (TM > 3u) { c3 = mac(c3, f32(A[a3 + ka]), b); }
-    if (TM > 4u) { c4 = mac(c4, f32(A[a4 + ka]), b); }
-    if (TM > 5u) { c5 = mac(c5, f32(A[a5 + ka]), b); }
-    if (TM > 6u) { c6 = mac(c6, f32(A[a6 + ka]), b); }
-    if (TM > 7u) { c7 = mac(c7, f32(A[a7 + ka]), b); }
+    let a = rows_at(rows, k * ak); // op(A)[row0 + m, k] for the TM rows
+    c0 = mac(c0, a.lo.x, b);
+    if (TM > 1u) { c1 = mac(c1, a.lo.y, b); }
+    if (TM > 2u) { c2 = mac(c2, a.lo.z, b); }
+    if (TM > 3u) { c3 = mac(c3, a.lo.w, b); }
+    if (TM > 4u) { c4 = mac(c4, a.hi.x, b); }
+    if (TM > 5u) { c5 = mac(c5, a.hi.y, b); }
+    if (TM > 6u) { c6 = mac(c6, a.hi.z, b); }
+    if (TM > 7u) { c7 = mac(c7, a.hi.w, b); }
   }
   let cbase = p.offC + batch * p.sc;
   store(cbase, row0, col0, c0);

@@ -9,7 +9,9 @@
 //     and keeps the TM × 8 block of dX in registers;
 //   - per k it loads one word (8 weights), its absmax (one per word: consecutive k are N apart, in other
 //     64-blocks) and TM values of dY, for 8·TM multiply-adds; codes go through the select tree of
-//     nf4_matmul_regblock.wgsl, rounding through its integer `rnd4`.
+//     nf4_matmul_regblock.wgsl, rounding through its integer `rnd4`; every invocation needs the same TM values
+//     of dY, so with subgroups each lane loads and rounds one row's and the subgroup shares them
+//     (kernels/lib/row8_*.wgsl, rows_at).
 // N % 8 != 0 (tests' odd shapes only) takes a per-element path. Rows/columns past the edge are clamped to the
 // last valid one for loading (their results are dropped).
 // The dropout library (pcg_hash, dropout_mult) is appended by the host from kernels/lora_dropout.wgsl.
@@ -81,6 +83,15 @@ fn mac(c: Acc, y: f32, w: Acc) -> Acc {
   return Acc(fma(vec4f(y), w.a, c.a), fma(vec4f(y), w.b, c.b));
 }
 
+// dY[i] rounded to the operand type; rows_at (kernels/lib/row8_*.wgsl) gets one per row for a k.
+fn fetch1(i: u32) -> f32 {
+  return rnd4(vec4f(f32(DY[i]), 0.0, 0.0, 0.0)).x;
+}
+
+struct V8 { lo: vec4f, hi: vec4f }
+
+// #include row8
+
 // W[k, n] dequantized and unrounded (per-element path; n clamped to the last column).
 fn w1(k: u32, n: u32) -> f32 {
   let ei = k * p.N + min(n, p.N - 1u);
@@ -130,11 +141,13 @@ fn yrow(m: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, r8: Row8) {
   let t = Code(vec4f(tables[0], tables[1], tables[2], tables[3]), vec4f(tables[4], tables[5], tables[6], tables[7]),
                vec4f(tables[8], tables[9], tables[10], tables[11]),
                vec4f(tables[12], tables[13], tables[14], tables[15]));
   let row0 = wg.y * TM;
+  let rows = row_offsets(array<u32, 8>(yrow(row0), yrow(row0 + 1u), yrow(row0 + 2u), yrow(row0 + 3u),
+                                       yrow(row0 + 4u), yrow(row0 + 5u), yrow(row0 + 6u), yrow(row0 + 7u)), TM, r8);
   let n0 = (wg.x * WG + lid.x) * 8u; // first of the invocation's 8 columns
   var c0 = Acc(vec4f(0.0), vec4f(0.0));
   var c1 = c0;
@@ -154,14 +167,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     if (TM > 6u) { c6 = lora(row0 + 6u, n0); }
     if (TM > 7u) { c7 = lora(row0 + 7u, n0); }
   }
-  let y0 = yrow(row0);
-  let y1 = yrow(row0 + 1u);
-  let y2 = yrow(row0 + 2u);
-  let y3 = yrow(row0 + 3u);
-  let y4 = yrow(row0 + 4u);
-  let y5 = yrow(row0 + 5u);
-  let y6 = yrow(row0 + 6u);
-  let y7 = yrow(row0 + 7u);
   // FAST: the word of row k holding columns n0 .. n0+8 (n0 clamped to the last word).
   let nw = min(n0, p.N - select(1u, 8u, FAST != 0u));
   for (var k = 0u; k < p.K; k++) {
@@ -173,18 +178,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       w = Acc(rnd4(vec4f(w1(k, n0), w1(k, n0 + 1u), w1(k, n0 + 2u), w1(k, n0 + 3u))),
               rnd4(vec4f(w1(k, n0 + 4u), w1(k, n0 + 5u), w1(k, n0 + 6u), w1(k, n0 + 7u))));
     }
-    let ya = rnd4(vec4f(f32(DY[y0 + k]), f32(DY[y1 + k]), f32(DY[y2 + k]), f32(DY[y3 + k])));
-    c0 = mac(c0, ya.x, w);
-    if (TM > 1u) { c1 = mac(c1, ya.y, w); }
-    if (TM > 2u) { c2 = mac(c2, ya.z, w); }
-    if (TM > 3u) { c3 = mac(c3, ya.w, w); }
-    if (TM > 4u) {
-      let yb = rnd4(vec4f(f32(DY[y4 + k]), f32(DY[y5 + k]), f32(DY[y6 + k]), f32(DY[y7 + k])));
-      c4 = mac(c4, yb.x, w);
-      if (TM > 5u) { c5 = mac(c5, yb.y, w); }
-      if (TM > 6u) { c6 = mac(c6, yb.z, w); }
-      if (TM > 7u) { c7 = mac(c7, yb.w, w); }
-    }
+    let y = rows_at(rows, k); // dY[row0 + m, k] for the TM rows
+    c0 = mac(c0, y.lo.x, w);
+    if (TM > 1u) { c1 = mac(c1, y.lo.y, w); }
+    if (TM > 2u) { c2 = mac(c2, y.lo.z, w); }
+    if (TM > 3u) { c3 = mac(c3, y.lo.w, w); }
+    if (TM > 4u) { c4 = mac(c4, y.hi.x, w); }
+    if (TM > 5u) { c5 = mac(c5, y.hi.y, w); }
+    if (TM > 6u) { c6 = mac(c6, y.hi.z, w); }
+    if (TM > 7u) { c7 = mac(c7, y.hi.w, w); }
   }
   store(row0, n0, c0);
   if (TM > 1u) { store(row0 + 1u, n0, c1); }

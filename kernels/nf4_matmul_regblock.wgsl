@@ -11,8 +11,9 @@
 //     computes no padding rows) and WG·8 output features; each invocation owns 8 features interleaved at stride
 //     WG (n = col0 + lid + WG·j) and keeps the TM × 8 block in registers;
 //   - per 8 k (FAST, host: K % 8 == 0) an invocation loads 8 packed words (64 weights) and 8·TM values of X for
-//     64·TM multiply-adds; the NF4 code is looked up with a select tree over the 16 table values held in
-//     registers (a load per code would cost more than the product), and the absmax is loaded once per 64-block
+//     64·TM multiply-adds (with subgroups one value of X per row, the others shared: kernels/lib/row8_*.wgsl,
+//     fetch8); the NF4 code is looked up with a select tree over the 16 table values held in registers (a
+//     load per code would cost more than the product), and the absmax is loaded once per 64-block
 //     (A64, host: K % 64 == 0, so a block never crosses a row) or once per word (else).
 // Rounding to OP_T: the tiled kernel's workgroup tiles of type OP_T make the f16 rounding happen; in registers a
 // compiler folds f32(f16(v)) back to v, so `rnd4` rounds in integer arithmetic instead: round-to-nearest-even to
@@ -87,10 +88,13 @@ fn deq8(word: u32, am: f32, t: Code) -> V8 {
   return V8(rnd4(lut4(cl, t) * am), rnd4(lut4(ch, t) * am));
 }
 
-fn x8(base: u32) -> V8 {
-  return V8(rnd4(vec4f(f32(X[base]), f32(X[base + 1u]), f32(X[base + 2u]), f32(X[base + 3u]))),
-            rnd4(vec4f(f32(X[base + 4u]), f32(X[base + 5u]), f32(X[base + 6u]), f32(X[base + 7u]))));
+// X[i] rounded to the operand type; fetch8 (kernels/lib/row8_*.wgsl) gets eight consecutive ones, shared
+// through the subgroup where the device allows.
+fn fetch1(i: u32) -> f32 {
+  return rnd4(vec4f(f32(X[i]), 0.0, 0.0, 0.0)).x;
 }
+
+// #include row8
 
 // c[j] += Σ_k x[k] · w_j[k] over the 8 k, in k order, for four features.
 fn mac8(c: vec4f, x: V8, w0: V8, w1: V8, w2: V8, w3: V8) -> vec4f {
@@ -159,7 +163,7 @@ fn xrow(m: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, r8: Row8) {
   let t = Code(vec4f(tables[0], tables[1], tables[2], tables[3]), vec4f(tables[4], tables[5], tables[6], tables[7]),
                vec4f(tables[8], tables[9], tables[10], tables[11]),
                vec4f(tables[12], tables[13], tables[14], tables[15]));
@@ -218,14 +222,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
                   deq8(Wq[(e2 + k) >> 3u], a2, t), deq8(Wq[(e3 + k) >> 3u], a3, t),
                   deq8(Wq[(e4 + k) >> 3u], a4, t), deq8(Wq[(e5 + k) >> 3u], a5, t),
                   deq8(Wq[(e6 + k) >> 3u], a6, t), deq8(Wq[(e7 + k) >> 3u], a7, t));
-      c0 = row8(c0, x8(xa0 + k), w);
-      if (TM > 1u) { c1 = row8(c1, x8(xa1 + k), w); }
-      if (TM > 2u) { c2 = row8(c2, x8(xa2 + k), w); }
-      if (TM > 3u) { c3 = row8(c3, x8(xa3 + k), w); }
-      if (TM > 4u) { c4 = row8(c4, x8(xa4 + k), w); }
-      if (TM > 5u) { c5 = row8(c5, x8(xa5 + k), w); }
-      if (TM > 6u) { c6 = row8(c6, x8(xa6 + k), w); }
-      if (TM > 7u) { c7 = row8(c7, x8(xa7 + k), w); }
+      c0 = row8(c0, fetch8(xa0 + k, r8), w);
+      if (TM > 1u) { c1 = row8(c1, fetch8(xa1 + k, r8), w); }
+      if (TM > 2u) { c2 = row8(c2, fetch8(xa2 + k, r8), w); }
+      if (TM > 3u) { c3 = row8(c3, fetch8(xa3 + k, r8), w); }
+      if (TM > 4u) { c4 = row8(c4, fetch8(xa4 + k, r8), w); }
+      if (TM > 5u) { c5 = row8(c5, fetch8(xa5 + k, r8), w); }
+      if (TM > 6u) { c6 = row8(c6, fetch8(xa6 + k, r8), w); }
+      if (TM > 7u) { c7 = row8(c7, fetch8(xa7 + k, r8), w); }
     }
   } else {
     for (var k = 0u; k < p.K; k++) {

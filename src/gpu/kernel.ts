@@ -11,13 +11,17 @@
  * them. 1-D grids larger than maxComputeWorkgroupsPerDimension are folded into y (Recorder.dispatch): such
  * kernels compute their linear workgroup index as `wg.x + wg.y * nwg.x` and guard against overshoot.
  *
- * WGSL has no includes: a kernel that says `// #include reduce` gets kernels/lib/reduce_subgroup.wgsl appended
- * when the device has `subgroups`, else kernels/lib/reduce_workgroup.wgsl (same function names; see their
- * headers). MAIEUTIC_SUBGROUPS=0 forces the workgroup-memory variant (tests run both).
+ * WGSL has no includes: a kernel that says `// #include <lib>` gets one of two files appended, with the same
+ * names: the subgroup variant when the device has `subgroups` (of at least the library's width), else the
+ * fallback. `reduce`: kernels/lib/reduce_subgroup.wgsl or reduce_workgroup.wgsl (workgroup sums and maxima);
+ * `row8`: kernels/lib/row8_subgroup.wgsl (needs subgroups ≥ 8 lanes) or row8_load.wgsl (an operand row shared
+ * by a register-blocked workgroup). MAIEUTIC_SUBGROUPS=0 forces every fallback (tests run both).
  */
 import { type Gpu, subgroupsFromEnv } from "./device.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
 import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
+import row8SubgroupSource from "../../kernels/lib/row8_subgroup.wgsl" with { type: "text" };
+import row8LoadSource from "../../kernels/lib/row8_load.wgsl" with { type: "text" };
 
 export interface KernelSpec {
   /** File name under kernels/, used in errors and profiles, e.g. "matmul.wgsl". */
@@ -29,15 +33,43 @@ export interface KernelSpec {
   types?: Record<string, string>;
 }
 
-/** How `// #include reduce` kernels reduce across a workgroup. */
+/** Whether the `// #include` libraries use subgroup operations ("subgroup") or their fallback ("workgroup"). */
 export type Reductions = "subgroup" | "workgroup";
 
-const LIBRARIES: Record<string, Record<Reductions, { file: string; code: string }>> = {
+interface Library {
+  /** Subgroup width the subgroup variant needs (the adapter's smallest must reach it). */
+  minSubgroupSize: number;
+  variants: Record<Reductions, { file: string; code: string }>;
+}
+
+const LIBRARIES: Record<string, Library> = {
   reduce: {
-    subgroup: { file: "lib/reduce_subgroup.wgsl", code: reduceSubgroupSource },
-    workgroup: { file: "lib/reduce_workgroup.wgsl", code: reduceWorkgroupSource },
+    minSubgroupSize: 1,
+    variants: {
+      subgroup: { file: "lib/reduce_subgroup.wgsl", code: reduceSubgroupSource },
+      workgroup: { file: "lib/reduce_workgroup.wgsl", code: reduceWorkgroupSource },
+    },
+  },
+  row8: {
+    minSubgroupSize: 8,
+    variants: {
+      subgroup: { file: "lib/row8_subgroup.wgsl", code: row8SubgroupSource },
+      workgroup: { file: "lib/row8_load.wgsl", code: row8LoadSource },
+    },
   },
 };
+
+/** The variant of each library on this device (reductionsFor, and the library's subgroup width). */
+export function libraryVariants(gpu: Gpu): Record<string, Reductions> {
+  const r = reductionsFor(gpu);
+  const min = gpu.subgroupSizes?.min ?? 0;
+  return Object.fromEntries(
+    Object.entries(LIBRARIES).map(([name, lib]) => [
+      name,
+      r === "subgroup" && (lib.minSubgroupSize <= 1 || min >= lib.minSubgroupSize) ? "subgroup" : "workgroup",
+    ]),
+  );
+}
 
 const INCLUDE = /^\/\/ #include (\w+)\s*$/gm;
 
@@ -76,21 +108,30 @@ function state(gpu: Gpu): DeviceKernels {
   return s;
 }
 
-export function kernelKey(spec: KernelSpec, reductions?: Reductions): string {
+/** A library variant for every library, or per library name. */
+export type LibraryChoice = Reductions | Record<string, Reductions>;
+
+const variantOf = (choice: LibraryChoice, name: string): Reductions =>
+  typeof choice === "string" ? choice : choice[name] ?? "workgroup";
+
+export function kernelKey(spec: KernelSpec, libraries?: LibraryChoice): string {
   const fmt = (o: Record<string, unknown> | undefined) =>
     Object.entries(o ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(",");
-  const lib = reductions && usesLibrary(spec.code) ? `[${reductions}]` : "";
+  const names = includedLibraries(spec.code);
+  const lib = libraries && names.length
+    ? `[${names.map((n) => `${n}=${variantOf(libraries, n)}`).join(",")}]`
+    : "";
   return `${spec.file}#${spec.entry ?? "main"}{${fmt(spec.constants)}}<${fmt(spec.types)}>${lib}`;
 }
 
-const includes = new Map<string, boolean>(); // kernel source -> has `// #include` (getKernel runs per dispatch)
+const includes = new Map<string, string[]>(); // kernel source -> its `// #include` names (getKernel runs per dispatch)
 
-function usesLibrary(code: string): boolean {
-  let has = includes.get(code);
-  if (has === undefined) {
-    includes.set(code, has = new RegExp(INCLUDE.source, "m").test(code));
+function includedLibraries(code: string): string[] {
+  let names = includes.get(code);
+  if (names === undefined) {
+    includes.set(code, names = [...new Set([...code.matchAll(INCLUDE)].map((m) => m[1]))]);
   }
-  return has;
+  return names;
 }
 
 /** A library appended to a kernel: its file and the line of the expanded source where it starts (1-based). */
@@ -106,13 +147,12 @@ export interface AppendedLibrary {
 export function expandSource(
   spec: KernelSpec,
   f16Available: boolean,
-  reductions: Reductions = "workgroup",
+  choice: LibraryChoice = "workgroup",
 ): { code: string; prologueLines: number; libraries: AppendedLibrary[] } {
   let code = spec.code;
-  const names = [...spec.code.matchAll(INCLUDE)].map((m) => m[1]);
   const libraries: AppendedLibrary[] = [];
-  for (const name of new Set(names)) {
-    const lib = LIBRARIES[name]?.[reductions];
+  for (const name of includedLibraries(spec.code)) {
+    const lib = LIBRARIES[name]?.variants[variantOf(choice, name)];
     if (!lib) throw new WgslError(`kernels/${spec.file}: unknown library "// #include ${name}"`);
     code = code.replace(/\n*$/, "\n");
     libraries.push({ file: lib.file, firstLine: code.split("\n").length });
@@ -141,12 +181,12 @@ function sourceLine(spec: KernelSpec, libraries: AppendedLibrary[], line: number
 /** Builds (or returns the cached) pipeline for a kernel. */
 export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
   const s = state(gpu);
-  const reductions = usesLibrary(spec.code) ? reductionsFor(gpu) : undefined;
-  const key = kernelKey(spec, reductions);
+  const choice = includedLibraries(spec.code).length ? libraryVariants(gpu) : undefined;
+  const key = kernelKey(spec, choice);
   const hit = s.cache.get(key);
   if (hit) return hit;
   const { device } = gpu;
-  const { code, prologueLines, libraries } = expandSource(spec, gpu.f16, reductions);
+  const { code, prologueLines, libraries } = expandSource(spec, gpu.f16, choice);
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: spec.file, code });
   const pipeline = device.createComputePipeline({

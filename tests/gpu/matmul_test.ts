@@ -43,62 +43,65 @@ const VARIANTS: { name: string; transA: boolean; transB: boolean }[] = [
 for (const kernels of KERNEL_VARIANTS) {
   for (const elem of ["f32", "f16"] as const) {
     for (const v of VARIANTS) {
-      Deno.test(`matmul [${kernels}] ${v.name} ${elem} operands vs float64 reference on ${SHAPES.length} shapes`, async () => {
-        const gpu = await testGpu();
-        if (elem === "f16" && !gpu.f16) {
-          throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
-        }
-        const rand = rng(1234 + (v.transA ? 1 : 0) + (v.transB ? 2 : 0));
-        const pending: Promise<void>[] = [];
-        const rec = new Recorder(gpu);
-        for (const [M, N, K] of SHAPES) {
-          let A = randomArray(M * K, rand);
-          let B = randomArray(N * K, rand);
-          const C0 = randomArray(M * N, rand);
-          const beta = (M + N) % 2 ? 1 : 0;
-          const s: MatmulShape = {
-            M,
-            N,
-            K,
-            transA: v.transA,
-            transB: v.transB,
-            alpha: 0.5,
-            beta,
-            aType: elem,
-            bType: elem,
-            kernels,
-          };
-          // The reference sees the operands as the GPU does: rounded to f16 on the f16 path.
-          if (elem === "f16") {
-            A = fromF16Array(toF16Array(A));
-            B = fromF16Array(toF16Array(B));
+      testReductions(
+        `matmul [${kernels}] ${v.name} ${elem} operands vs float64 reference on ${SHAPES.length} shapes`,
+        async () => {
+          const gpu = await testGpu();
+          if (elem === "f16" && !gpu.f16) {
+            throw new Error("adapter lacks shader-f16; the f16 path cannot be tested");
           }
-          const bufA = upload(gpu, "A", elem === "f16" ? toF16Array(A) : A);
-          const bufB = upload(gpu, "B", elem === "f16" ? toF16Array(B) : B);
-          const bufC = upload(gpu, "C", C0);
-          matmul(rec, bufA, bufB, bufC, s);
-          const want = matmulRef(A, B, C0, s);
-          pending.push((async () => {
-            await Promise.resolve();
-            const got = await readF32(gpu, bufC, 0, M * N);
-            assertClose(
-              got,
-              want,
-              { rel: elem === "f32" ? 1e-5 : 2e-3 },
-              `${v.name} ${elem} M=${M} N=${N} K=${K}`,
-            );
-            bufA.destroy();
-            bufB.destroy();
-            bufC.destroy();
-          })());
-        }
-        rec.submit();
-        await Promise.all(pending);
-      });
+          const rand = rng(1234 + (v.transA ? 1 : 0) + (v.transB ? 2 : 0));
+          const pending: Promise<void>[] = [];
+          const rec = new Recorder(gpu);
+          for (const [M, N, K] of SHAPES) {
+            let A = randomArray(M * K, rand);
+            let B = randomArray(N * K, rand);
+            const C0 = randomArray(M * N, rand);
+            const beta = (M + N) % 2 ? 1 : 0;
+            const s: MatmulShape = {
+              M,
+              N,
+              K,
+              transA: v.transA,
+              transB: v.transB,
+              alpha: 0.5,
+              beta,
+              aType: elem,
+              bType: elem,
+              kernels,
+            };
+            // The reference sees the operands as the GPU does: rounded to f16 on the f16 path.
+            if (elem === "f16") {
+              A = fromF16Array(toF16Array(A));
+              B = fromF16Array(toF16Array(B));
+            }
+            const bufA = upload(gpu, "A", elem === "f16" ? toF16Array(A) : A);
+            const bufB = upload(gpu, "B", elem === "f16" ? toF16Array(B) : B);
+            const bufC = upload(gpu, "C", C0);
+            matmul(rec, bufA, bufB, bufC, s);
+            const want = matmulRef(A, B, C0, s);
+            pending.push((async () => {
+              await Promise.resolve();
+              const got = await readF32(gpu, bufC, 0, M * N);
+              assertClose(
+                got,
+                want,
+                { rel: elem === "f32" ? 1e-5 : 2e-3 },
+                `${v.name} ${elem} M=${M} N=${N} K=${K}`,
+              );
+              bufA.destroy();
+              bufB.destroy();
+              bufC.destroy();
+            })());
+          }
+          rec.submit();
+          await Promise.all(pending);
+        },
+      );
     }
   }
 
-  Deno.test(`matmul [${kernels}] batched with strides and offsets`, async () => {
+  testReductions(`matmul [${kernels}] batched with strides and offsets`, async () => {
     const gpu = await testGpu();
     const rand = rng(99);
     const [M, N, K, batch] = [19, 23, 37, 3];
@@ -194,7 +197,7 @@ for (const kernels of KERNEL_VARIANTS) {
     },
   );
 
-  Deno.test(`matmul [${kernels}] at 2304×9216 scale (K = 2304) is correct`, async () => {
+  testReductions(`matmul [${kernels}] at 2304×9216 scale (K = 2304) is correct`, async () => {
     const gpu = await testGpu();
     const rand = rng(7);
     // M rows of activations against the full 9216×2304 gate_proj-shaped weight (checked on sampled rows).
