@@ -24,7 +24,7 @@ fn rows_at(rows: Rows, k: u32) -> V8 {
   let c = rows.count - 1u;
   let lo = vec4f(fetch1(o[0] + k), fetch1(o[min(1u, c)] + k), fetch1(o[min(2u, c)] + k),
                  fetch1(o[min(3u, c)] + k));
-  var hi = lo;
+  var hi = vec4f(lo[min(c, 3u)]); // count ≤ 4: row count − 1 again, no load
   if (rows.count > 4u) {
     hi = vec4f(fetch1(o[4] + k), fetch1(o[min(5u, c)] + k), fetch1(o[min(6u, c)] + k), fetch1(o[min(7u, c)] + k));
   }

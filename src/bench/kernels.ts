@@ -73,8 +73,8 @@ export interface KernelCase {
   bytes: number;
   /** How the FLOP count was made when it is not a matmul count. */
   flopNote?: string;
-  /** Its kernels reduce across workgroups with kernels/lib/reduce_*.wgsl (compared in src/bench/reductions.ts). */
-  reduces?: boolean;
+  /** Its kernels use subgroup operations where the device has them (compared in src/bench/subgroups.ts). */
+  subgroups?: boolean;
   record: RecordFn;
 }
 
@@ -228,6 +228,8 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
         shape,
         flop: matmulFlops(full),
         bytes: (s.M * s.K + s.N * s.K) * eb + s.M * s.N * 4,
+        // Register-blocked kernels share A's rows through the subgroup; two layouts are compared.
+        subgroups: (tag === "NT" && t === "f32") || (tag === "NN" && t === "f16"),
         record: (rec) => matmul(rec, A, B, C, full),
       });
     }
@@ -265,6 +267,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
       shape: `y[${N},${p.outF}] = x[${N},${p.inF}]·W_nf4[${p.outF},${p.inF}]ᵀ, ${o.compute} operands`,
       flop: linearFlops(p.s),
       bytes: N * p.inF * 4 + nf4W(p.outF, p.inF) + N * p.outF * 4,
+      subgroups: p === pq,
       record: (rec) => linearForward(rec, { x: x32, weight: p.w, y }, p.s),
     });
   }
@@ -275,6 +278,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
       shape: `dx[${N},${p.inF}] = dy[${N},${p.outF}]·W_nf4[${p.outF},${p.inF}], ${o.compute} operands`,
       flop: linearFlops(p.s),
       bytes: N * p.outF * 4 + nf4W(p.outF, p.inF) + N * p.inF * 4,
+      subgroups: p === pq,
       record: (rec) => linearBackward(rec, { dy: x32, x: x32, weight: p.w, dx }, p.s),
     });
   }
@@ -286,6 +290,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `y[1,${QD}] = x[1,${H}]·W_nf4[${QD},${H}]ᵀ (decode), ${o.compute} operands`,
     flop: linearFlops(p1),
     bytes: H * 4 + nf4W(QD, H) + QD * 4,
+    subgroups: true,
     record: (rec) => linearForward(rec, { x: x32, weight: wq, y }, p1),
   });
   const g1 = { ...pg.s, tokens: 1 };
@@ -305,7 +310,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `y[1,${QD}] = x[1,${H}]·W_nf4[${QD},${H}]ᵀ (decode), ${o.compute} operands, nf4_matvec.wgsl`,
     flop: linearFlops(p1),
     bytes: H * 4 + nf4W(QD, H) + QD * 4,
-    reduces: true,
+    subgroups: true,
     record: (rec) => linearForward(rec, { x: x32, weight: wq, y }, { ...p1, kernels: "tiled" }),
   });
   cases.push({
@@ -314,7 +319,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B, matvec.wgsl`,
     flop: 2 * QD * H,
     bytes: H * 2 + QD * H * 2 + QD * 4,
-    reduces: true,
+    subgroups: true,
     record: (rec) =>
       matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16", kernels: "tiled" }),
   });
@@ -324,6 +329,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B (decode: the head's product per vocab chunk)`,
     flop: 2 * QD * H,
     bytes: H * 2 + QD * H * 2 + QD * 4,
+    subgroups: true,
     record: (rec) => matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16" }),
   });
   cases.push({
@@ -499,7 +505,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `[${N},${H}]`,
     flop: 4 * nH,
     flopNote: "nominal 4 FLOP per element",
-    reduces: true,
+    subgroups: true,
     bytes: 2 * nH * 4 + H * 4 + N * 4,
     record: (rec) => rmsnorm(rec, x32, normW, y, rstd, { rows: N, dim: H, eps: 1e-6 }),
   });
@@ -509,7 +515,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `[${N},${H}]`,
     flop: 8 * nH,
     flopNote: "nominal 8 FLOP per element",
-    reduces: true,
+    subgroups: true,
     bytes: 3 * nH * 4 + H * 4 + N * 4,
     record: (rec) => rmsnormBackward(rec, x32, y, normW, rstd, dx, { rows: N, dim: H }),
   });
@@ -568,7 +574,7 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     shape: `${n} LoRA parameters (grad norm, clip, AdamW)`,
     flop: 16 * n,
     flopNote: "nominal 16 FLOP per parameter",
-    reduces: true,
+    subgroups: true,
     bytes: 8 * n * 4,
     record: (rec) => {
       recordClip(rec, opt, hyper.maxGradNorm);

@@ -14,7 +14,7 @@ export function formatReport(r: BenchReport): string {
     load_average: number[] | null;
     kernels?: string;
     kernels_from?: string;
-    reductions?: string;
+    libraries?: Record<string, string>;
   };
   out.push(`maieutic bench — ${r.model} — ${r.date}`);
   out.push(
@@ -23,8 +23,13 @@ export function formatReport(r: BenchReport): string {
       `${m.load_average ? `, load ${m.load_average.map((x) => x.toFixed(2)).join(" ")}` : ""}`,
   );
   if (m.kernels) out.push(`matmul kernels: ${m.kernels} (chosen by ${m.kernels_from ?? "adapter"})`);
-  if (m.reductions) {
-    out.push(`workgroup reductions: ${m.reductions} (kernels/lib/reduce_${m.reductions}.wgsl)`);
+  if (m.libraries) {
+    out.push(
+      `kernel libraries: ${
+        Object.entries(m.libraries).map(([k, v]) => `${k} ${v === "subgroup" ? "subgroup ops" : "fallback"}`)
+          .join(", ")
+      } (kernels/lib/)`,
+    );
   }
   out.push(
     `ceilings: streaming copy ${f(r.ceilings.copy_gbps)} GB/s, FMA loop ${f(r.ceilings.fma_gflops)} GFLOP/s`,
@@ -46,23 +51,20 @@ export function formatReport(r: BenchReport): string {
       );
     }
   }
-  const red = r.reductions;
-  if (red) {
+  const sg = r.subgroups;
+  if (sg) {
     out.push("");
-    if (!red.cases) {
-      out.push("reductions: the device has no subgroups; workgroup-memory reductions only");
+    if (!sg.cases) {
+      out.push("subgroups: the device has none; the kernels use their fallbacks");
     } else {
-      const sizes = red.subgroup_sizes;
-      out.push(
-        `reductions, subgroups${
-          sizes ? ` of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`}` : ""
-        }` +
-          ` vs workgroup memory (in use: ${red.in_use}):`,
-      );
-      for (const c of red.cases) {
+      const sizes = sg.subgroup_sizes;
+      const width = sizes ? ` of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`}` : "";
+      const inUse = Object.entries(sg.in_use).map(([k, v]) => `${k} ${v}`).join(", ");
+      out.push(`subgroups${width} vs fallbacks (in use: ${inUse}):`);
+      for (const c of sg.cases) {
         out.push(
           `  ${c.name.padEnd(40)}${f(c.subgroup_ms, 3).padStart(10)} ms${
-            f(c.workgroup_ms, 3).padStart(10)
+            f(c.fallback_ms, 3).padStart(10)
           } ms` +
             `  x${f(c.speedup)}`,
         );

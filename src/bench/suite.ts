@@ -6,7 +6,7 @@
 import type { Config } from "../config/schema.ts";
 import { BufferPool } from "../gpu/buffers.ts";
 import { type Gpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
-import { reductionsFor } from "../gpu/kernel.ts";
+import { libraryVariants } from "../gpu/kernel.ts";
 import { kernelsFromEnv, kernelVariant } from "../gpu/ops/matmul.ts";
 import { GEMMA2_2B_RANDOM } from "../hub/load.ts";
 import { GEMMA2_2B } from "../model/config.ts";
@@ -17,7 +17,7 @@ import { type Ceilings, measureCeilings } from "./ceilings.ts";
 import { benchDecode, type DecodeResult } from "./decode.ts";
 import { benchKernels, benchLadder, type KernelResult, type Ladder } from "./kernels.ts";
 import { type MemoryPlan, memoryPlan } from "./plan.ts";
-import { compareReductions, type ReductionsComparison } from "./reductions.ts";
+import { compareSubgroups, type SubgroupsComparison } from "./subgroups.ts";
 import { benchBreakdown, benchStep, loadBenchModel, type StepResult } from "./step.ts";
 import { GpuTimer } from "./timing.ts";
 
@@ -84,8 +84,8 @@ export interface BenchReport {
   machine: Record<string, unknown>;
   ceilings: Ceilings;
   kernels: KernelResult[] | null;
-  /** The kernels that reduce across a workgroup, timed with subgroups and with workgroup memory. */
-  reductions: ReductionsComparison | null;
+  /** The kernels that use subgroup operations, timed with them and with their fallbacks. */
+  subgroups: SubgroupsComparison | null;
   ladder: Ladder | null;
   step: StepResult | null;
   decode: DecodeResult | null;
@@ -176,9 +176,9 @@ export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
     // MAIEUTIC_KERNELS=tiled|regblock.
     kernels: kernelVariant(gpu),
     kernels_from: kernelsFromEnv() ? "MAIEUTIC_KERNELS" : "adapter",
-    // How `// #include reduce` kernels reduce (src/gpu/kernel.ts): subgroup operations when the device has
-    // them, else workgroup-memory trees; MAIEUTIC_SUBGROUPS=0 forces the latter.
-    reductions: reductionsFor(gpu),
+    // The variant of each `// #include` library (src/gpu/kernel.ts): subgroup operations when the device has
+    // them, else the fallbacks; MAIEUTIC_SUBGROUPS=0 forces the fallbacks.
+    libraries: libraryVariants(gpu),
     subgroup_sizes: gpu.subgroupSizes,
     timing: "wall clock around queue.onSubmittedWorkDone(), submit overhead subtracted" +
       (gpu.timestamps ? " (timestamp queries exist but are not used: lavapipe reports zeros)" : ""),
@@ -279,7 +279,7 @@ export async function runBench(
 
   const N = settings.batch * settings.seq;
   let kernels: KernelResult[] | null = null;
-  let reductions: ReductionsComparison | null = null;
+  let subgroups: SubgroupsComparison | null = null;
   if (sections.kernels) {
     const run = await benchKernels(
       gpu,
@@ -302,12 +302,11 @@ export async function runBench(
         ),
     );
     kernels = run.results;
-    reductions = await compareReductions(gpu, timer, run.cases, {
+    subgroups = await compareSubgroups(gpu, timer, run.cases, {
       onCase: (c) =>
         log(
-          `reductions ${c.name}: subgroup ${c.subgroup_ms.toFixed(3)} ms, workgroup ${
-            c.workgroup_ms.toFixed(3)
-          } ms (x${c.speedup.toFixed(2)})`,
+          `subgroups ${c.name}: ${c.subgroup_ms.toFixed(3)} ms, fallback ${c.fallback_ms.toFixed(3)} ms ` +
+            `(x${c.speedup.toFixed(2)})`,
         ),
     });
   }
@@ -394,7 +393,7 @@ export async function runBench(
     machine,
     ceilings,
     kernels,
-    reductions,
+    subgroups,
     ladder,
     step,
     decode,

@@ -4,7 +4,7 @@
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { getGpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
-import { reductionsFor } from "../gpu/kernel.ts";
+import { libraryVariants } from "../gpu/kernel.ts";
 import { describeModel } from "../hub/load.ts";
 
 const USAGE = "maieutic info [--json] [config flags]";
@@ -36,8 +36,8 @@ export async function run(args: string[]): Promise<number> {
     compute: {
       matmul_operands: config.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16 ? "f16" : "f32",
       accumulation: "f32",
-      // kernels/lib/reduce_*.wgsl: subgroup operations when the device has them (MAIEUTIC_SUBGROUPS=0: off)
-      reductions: reductionsFor(gpu),
+      // kernels/lib/*: subgroup operations when the device has them (MAIEUTIC_SUBGROUPS=0: the fallbacks)
+      libraries: libraryVariants(gpu),
       subgroup_sizes: gpu.subgroupSizes,
     },
     model: model
@@ -70,10 +70,12 @@ export async function run(args: string[]): Promise<number> {
   }
   const sizes = gpu.subgroupSizes;
   console.log(
-    `compute   matmul operands ${info.compute.matmul_operands}, accumulation f32, reductions ${info.compute.reductions}` +
-      (info.compute.reductions === "subgroup" && sizes
-        ? ` (subgroups of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`})`
-        : ""),
+    `compute   matmul operands ${info.compute.matmul_operands}, accumulation f32; subgroup operations in ${
+      Object.entries(info.compute.libraries).filter(([, v]) => v === "subgroup").map(([k]) => k).join(", ") ||
+      "none"
+    }` + (gpu.subgroups && sizes
+      ? ` (subgroups of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`})`
+      : ""),
   );
   if (info.model) {
     const c = info.model.config;

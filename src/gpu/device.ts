@@ -60,7 +60,7 @@ export function subgroupsFromEnv(): "0" | "1" | undefined {
   if (v === undefined || v === "") return undefined;
   if (v === "0" || v === "1") return v;
   throw new Error(
-    `MAIEUTIC_SUBGROUPS=${v} is not valid: set it to 0 (workgroup-memory reductions), 1, or unset it`,
+    `MAIEUTIC_SUBGROUPS=${v} is not valid: set it to 0 (no subgroup operations), 1 (require them), or unset it`,
   );
 }
 
@@ -81,7 +81,7 @@ async function requestWithSubgroups(
         requiredLimits,
       });
     } catch {
-      // not available on this adapter: the workgroup-memory reductions are used
+      // not available on this adapter: the kernels use their fallbacks
     }
   }
   return await adapter.requestDevice({ requiredFeatures: features, requiredLimits });

@@ -80,7 +80,7 @@ export function reductionsFor(gpu: Gpu): Reductions {
   if (env === "1" && !gpu.subgroups) {
     throw new WgslError(
       "MAIEUTIC_SUBGROUPS=1 but this device has no `subgroups` feature: unset it (or set 0) to use " +
-        "workgroup-memory reductions",
+        "the kernels' fallbacks (no subgroup operations)",
     );
   }
   return gpu.subgroups ? "subgroup" : "workgroup";

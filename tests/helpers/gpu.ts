@@ -41,6 +41,16 @@ export function testReductions(name: string, fn: () => Promise<void>): void {
   }
 }
 
+/**
+ * testReductions when `both`, else one Deno.test in the device's default variant. The big kernel matrices
+ * (every matmul layout, every NF4 path) run the fallback libraries on a representative subset only: each
+ * variant is a separate pipeline, and a fresh CI machine compiles every pipeline cold on lavapipe.
+ */
+export function testReductionsIf(both: boolean, name: string, fn: () => Promise<void>): void {
+  if (both) testReductions(name, fn);
+  else Deno.test(name, fn);
+}
+
 /** Deterministic PRNG (mulberry32) for test data. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;

@@ -77,7 +77,16 @@ Deno.test("serve CLI: listens, answers, runs a job through `main.ts eval`, stops
       120_000,
     );
     assert(j.status === "succeeded" || String(j.error).includes("eval"), JSON.stringify(j));
-    const onDisk = JSON.parse(await Deno.readTextFile(join(tree.jobs, `${r.json.id}.json`)));
+    // The job file follows the in-memory state through the store's serialized durable writes: it reaches the
+    // same end state (a read right after the API answered may still see the previous write).
+    const onDisk = await waitFor(
+      async () => {
+        const d = JSON.parse(await Deno.readTextFile(join(tree.jobs, `${r.json.id}.json`)));
+        return d.status === j.status ? d : undefined;
+      },
+      "job file to reach the end state",
+      10_000,
+    );
     assertEq(onDisk.status, j.status);
   } finally {
     child.kill("SIGTERM");

@@ -1,11 +1,20 @@
 /**
- * kernels/lib/reduce_{subgroup,workgroup}.wgsl: the workgroup reductions that `// #include reduce` kernels
- * share, in both variants, against float64 sums and maxima, at workgroup sizes from one subgroup to 256
- * invocations, with back-to-back calls (the scratch reuse the libraries' barriers protect). Also the include
- * mechanism of src/gpu/kernel.ts (line mapping, variant choice, the cache key) and the device probe.
+ * kernels/lib/*.wgsl and the `// #include` mechanism of src/gpu/kernel.ts. reduce_{subgroup,workgroup}.wgsl:
+ * the workgroup reductions, in both variants, against float64 sums and maxima, at workgroup sizes from one
+ * subgroup to 256 invocations, with back-to-back calls (the scratch reuse the libraries' barriers protect).
+ * row8_{subgroup,load}.wgsl are exercised bit for bit by the register-blocked kernels' tests
+ * (tests/gpu/matmul_test.ts, tests/model/ops/linear_test.ts, both variants); here their selection. Also line
+ * mapping, the cache key and the device probe.
  */
 import assert from "node:assert/strict";
-import { expandSource, getKernel, kernelKey, reductionsFor, WgslError } from "../../src/gpu/kernel.ts";
+import {
+  expandSource,
+  getKernel,
+  kernelKey,
+  libraryVariants,
+  reductionsFor,
+  WgslError,
+} from "../../src/gpu/kernel.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { createBuffer, upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
@@ -132,6 +141,88 @@ for (const variant of REDUCTIONS) {
   });
 }
 
+// row8: every invocation (lane) writes what it received, so each lane's copy is checked. Row r of X starts at
+// r·ld; fetch1 doubles (a conversion applied once per element).
+const ROW8_KERNEL = `
+struct Params { K: u32, count: u32, ld: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+struct V8 { lo: vec4f, hi: vec4f }
+
+fn fetch1(i: u32) -> f32 {
+  return 2.0 * X[i];
+}
+
+// #include row8
+
+fn put(at: u32, v: V8) {
+  for (var j = 0u; j < 4u; j++) {
+    out[at + j] = v.lo[j];
+    out[at + 4u + j] = v.hi[j];
+  }
+}
+
+@compute @workgroup_size(8)
+fn rows(@builtin(local_invocation_id) lid: vec3u, r8: Row8) {
+  let rows = row_offsets(array<u32, 8>(0u, p.ld, 2u * p.ld, 3u * p.ld, 4u * p.ld, 5u * p.ld, 6u * p.ld, 7u * p.ld),
+                         p.count, r8);
+  for (var k = 0u; k < p.K; k++) { put((lid.x * p.K + k) * 8u, rows_at(rows, k)); }
+}
+
+@compute @workgroup_size(8)
+fn row(@builtin(local_invocation_id) lid: vec3u, r8: Row8) {
+  for (var k = 0u; k < p.K; k += 8u) { put(lid.x * p.K + k, fetch8(p.ld + k, r8)); }
+}
+`;
+
+for (const variant of REDUCTIONS) {
+  Deno.test(`row8 (${variant}): fetch8 and rows_at give every lane the same values as direct loads`, async () => {
+    await withReductions(variant, async () => {
+      const gpu = await testGpu();
+      assert.equal(libraryVariants(gpu).row8, variant, "lavapipe's subgroups are 8 wide");
+      const K = 24, ld = 40;
+      const x = randomArray(8 * ld, rng(79), 5);
+      const xb = upload(gpu, "x", x);
+      for (const count of [1, 3, 4, 5, 8]) {
+        const out = createBuffer(gpu, "out", 8 * K * 8 * 4);
+        const rec = new Recorder(gpu);
+        const k = getKernel(gpu, { file: "test_row8.wgsl", code: ROW8_KERNEL, entry: "rows" });
+        rec.dispatch(k, [xb, out], [K, count, ld], [1, 1, 1]);
+        rec.submit();
+        const got = await readF32(gpu, out, 0, 8 * K * 8);
+        for (let lane = 0; lane < 8; lane++) {
+          for (let kk = 0; kk < K; kk++) {
+            for (let m = 0; m < 8; m++) {
+              const want = 2 * x[Math.min(m, count - 1) * ld + kk];
+              assert.equal(
+                got[(lane * K + kk) * 8 + m],
+                want,
+                `rows_at: count ${count} lane ${lane} k ${kk} m ${m}`,
+              );
+            }
+          }
+        }
+        out.destroy();
+      }
+      const out = createBuffer(gpu, "out", 8 * K * 4);
+      const rec = new Recorder(gpu);
+      const k = getKernel(gpu, { file: "test_row8.wgsl", code: ROW8_KERNEL, entry: "row" });
+      rec.dispatch(k, [xb, out], [K, 1, ld], [1, 1, 1]);
+      rec.submit();
+      const got = await readF32(gpu, out, 0, 8 * K);
+      for (let lane = 0; lane < 8; lane++) {
+        for (let kk = 0; kk < K; kk++) {
+          assert.equal(got[lane * K + kk], 2 * x[ld + kk], `fetch8: lane ${lane} k ${kk}`);
+        }
+      }
+      out.destroy();
+      xb.destroy();
+    });
+  });
+}
+
 Deno.test("`// #include reduce` appends the variant's library after the kernel; errors keep the kernel's lines", async () => {
   const kernel = "// a kernel\n// #include reduce\n@compute @workgroup_size(WG) fn main(lanes: Lanes) {}\n";
   for (const variant of REDUCTIONS) {
@@ -159,6 +250,37 @@ Deno.test("`// #include reduce` appends the variant's library after the kernel; 
     message = (e as Error).message;
   }
   assert.ok(message.includes("kernels/broken_reduce.wgsl:5:"), `${message}`);
+});
+
+Deno.test("libraryVariants: row8 needs subgroups at least 8 wide, reduce any; MAIEUTIC_SUBGROUPS=0 turns both off", async () => {
+  await testGpu();
+  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
+  try {
+    Deno.env.delete("MAIEUTIC_SUBGROUPS");
+    const gpu = (sizes: { min: number; max: number } | null, subgroups = true) =>
+      ({ subgroups, subgroupSizes: sizes }) as Gpu;
+    assert.deepEqual(libraryVariants(gpu({ min: 8, max: 8 })), { reduce: "subgroup", row8: "subgroup" });
+    assert.deepEqual(libraryVariants(gpu({ min: 32, max: 64 })), { reduce: "subgroup", row8: "subgroup" });
+    assert.deepEqual(libraryVariants(gpu({ min: 4, max: 32 })), { reduce: "subgroup", row8: "workgroup" });
+    assert.deepEqual(libraryVariants(gpu(null)), { reduce: "subgroup", row8: "workgroup" });
+    assert.deepEqual(libraryVariants(gpu(null, false)), { reduce: "workgroup", row8: "workgroup" });
+    Deno.env.set("MAIEUTIC_SUBGROUPS", "0");
+    assert.deepEqual(libraryVariants(gpu({ min: 8, max: 8 })), { reduce: "workgroup", row8: "workgroup" });
+  } finally {
+    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
+    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+  }
+  const kernel = "// #include row8\n// #include reduce\n";
+  const both = expandSource({ file: "k.wgsl", code: kernel }, false, {
+    reduce: "subgroup",
+    row8: "workgroup",
+  });
+  assert.deepEqual(both.libraries.map((l) => l.file), ["lib/row8_load.wgsl", "lib/reduce_subgroup.wgsl"]);
+  assert.ok(both.code.includes("fn rows_at(") && both.code.includes("fn wg_sum("));
+  assert.equal(
+    kernelKey({ file: "k.wgsl", code: kernel }, { reduce: "subgroup", row8: "workgroup" }),
+    "k.wgsl#main{}<>[row8=workgroup,reduce=subgroup]",
+  );
 });
 
 Deno.test("reductionsFor: MAIEUTIC_SUBGROUPS=0 / 1 / unset, and the cache key names the variant", async () => {

@@ -1,0 +1,62 @@
+/**
+ * Subgroup operations against their fallbacks (kernels/lib/*_subgroup.wgsl vs reduce_workgroup.wgsl /
+ * row8_load.wgsl) on the benchmark's kernel cases that use them: each case timed under both, on the same
+ * buffers, back to back. The variant is switched the way a user would, with MAIEUTIC_SUBGROUPS (read when a
+ * kernel is built; the kernel cache is keyed by variant), and restored afterwards.
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { libraryVariants, type Reductions } from "../gpu/kernel.ts";
+import type { KernelCase } from "./kernels.ts";
+import type { GpuTimer } from "./timing.ts";
+
+export interface SubgroupsCase {
+  name: string;
+  shape: string;
+  subgroup_ms: number;
+  fallback_ms: number;
+  /** fallback_ms / subgroup_ms */
+  speedup: number;
+}
+
+export interface SubgroupsComparison {
+  /** The variant of each `// #include` library the engine uses on this device. */
+  in_use: Record<string, Reductions>;
+  subgroup_sizes: { min: number; max: number } | null;
+  /** Null when the device has no subgroups (nothing to compare). */
+  cases: SubgroupsCase[] | null;
+}
+
+export async function compareSubgroups(
+  gpu: Gpu,
+  timer: GpuTimer,
+  cases: KernelCase[],
+  o: { minMs?: number; onCase?: (c: SubgroupsCase) => void } = {},
+): Promise<SubgroupsComparison> {
+  const in_use = libraryVariants(gpu);
+  if (!gpu.subgroups) return { in_use, subgroup_sizes: gpu.subgroupSizes, cases: null };
+  const out: SubgroupsCase[] = [];
+  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
+  try {
+    for (const c of cases.filter((x) => x.subgroups)) {
+      const ms = { subgroup: 0, fallback: 0 };
+      for (const variant of ["subgroup", "fallback"] as const) {
+        Deno.env.set("MAIEUTIC_SUBGROUPS", variant === "subgroup" ? "1" : "0");
+        const t = await timer.time(c.record, { minMs: o.minMs ?? 150, acceptPilotMs: 400, label: c.name });
+        ms[variant] = t.ms;
+      }
+      const row = {
+        name: c.name,
+        shape: c.shape,
+        subgroup_ms: ms.subgroup,
+        fallback_ms: ms.fallback,
+        speedup: ms.fallback / ms.subgroup,
+      };
+      out.push(row);
+      o.onCase?.(row);
+    }
+  } finally {
+    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
+    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+  }
+  return { in_use, subgroup_sizes: gpu.subgroupSizes, cases: out };
+}
