@@ -3,6 +3,8 @@
  * beyond the device handle"). Everything else that touches GPU objects lives in src/gpu and receives a Gpu.
  */
 
+import { UsageError } from "../cli/errors.ts";
+
 export const INSTALL_HINT =
   "No WebGPU adapter found. Without a GPU on Debian/Ubuntu install the software Vulkan driver (lavapipe): " +
   "`sudo apt-get install -y mesa-vulkan-drivers libvulkan1` (bookworm-backports has a ~5x faster Mesa). " +
@@ -59,7 +61,7 @@ export function subgroupsFromEnv(): "0" | "1" | undefined {
   }
   if (v === undefined || v === "") return undefined;
   if (v === "0" || v === "1") return v;
-  throw new Error(
+  throw new UsageError(
     `MAIEUTIC_SUBGROUPS=${v} is not valid: set it to 0 (no subgroup operations), 1 (require them), or unset it`,
   );
 }
