@@ -38,37 +38,7 @@ override WG: u32 = 8u;
 @group(0) @binding(7) var<storage, read> LA: array<f32>;
 @group(0) @binding(8) var<storage, read_write> DX: array<f32>;
 
-fn absmax_of(block: u32) -> f32 {
-  let q = (Qa[block >> 2u] >> ((block & 3u) * 8u)) & 0xffu;
-  let prod = tables[16u + q] * absmax2[block >> 8u];
-  // Opaque zero: no fma contraction of prod + offset (bitsandbytes rounds the product first).
-  return bitcast<f32>(bitcast<u32>(prod) ^ p.zero) + p.offset;
-}
-
-// v clamped to ±OP_MAX and rounded to the operand type (f16: nearest even), as f32 (see nf4_matmul_regblock.wgsl).
-fn rnd4(v: vec4f) -> vec4f {
-  let c = clamp(v, vec4f(-OP_MAX), vec4f(OP_MAX));
-  if (F16 == 0u) { return c; }
-  let b = bitcast<vec4u>(c);
-  let normal = bitcast<vec4f>((b + vec4u(0xfffu) + ((b >> vec4u(13u)) & vec4u(1u))) & vec4u(0xffffe000u));
-  let subnormal = round(c * 16777216.0) * 5.9604644775390625e-8;
-  return select(subnormal, normal, abs(c) >= vec4f(6.103515625e-05));
-}
-
-struct Code { q0: vec4f, q1: vec4f, q2: vec4f, q3: vec4f }
-
-fn pick(q: vec4f, b0: vec4<bool>, b1: vec4<bool>) -> vec4f {
-  return select(select(vec4f(q.x), vec4f(q.y), b0), select(vec4f(q.z), vec4f(q.w), b0), b1);
-}
-
-fn lut4(c: vec4u, t: Code) -> vec4f {
-  let b0 = (c & vec4u(1u)) != vec4u(0u);
-  let b1 = (c & vec4u(2u)) != vec4u(0u);
-  let b2 = (c & vec4u(4u)) != vec4u(0u);
-  let b3 = (c & vec4u(8u)) != vec4u(0u);
-  return select(select(pick(t.q0, b0, b1), pick(t.q1, b0, b1), b2),
-                select(pick(t.q2, b0, b1), pick(t.q3, b0, b1), b2), b3);
-}
+// #include nf4_regs
 
 // One row's 8 columns (a: columns 0..3 of the invocation's word, b: 4..7).
 struct Acc { a: vec4f, b: vec4f }
@@ -142,9 +112,7 @@ fn yrow(m: u32) -> u32 {
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, r8: Row8) {
-  let t = Code(vec4f(tables[0], tables[1], tables[2], tables[3]), vec4f(tables[4], tables[5], tables[6], tables[7]),
-               vec4f(tables[8], tables[9], tables[10], tables[11]),
-               vec4f(tables[12], tables[13], tables[14], tables[15]));
+  let t = code_regs();
   let row0 = wg.y * TM;
   let rows = row_offsets(array<u32, 8>(yrow(row0), yrow(row0 + 1u), yrow(row0 + 2u), yrow(row0 + 3u),
                                        yrow(row0 + 4u), yrow(row0 + 5u), yrow(row0 + 6u), yrow(row0 + 7u)), TM, r8);

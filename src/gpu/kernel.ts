@@ -15,13 +15,15 @@
  * names: the subgroup variant when the device has `subgroups` (of at least the library's width), else the
  * fallback. `reduce`: kernels/lib/reduce_subgroup.wgsl or reduce_workgroup.wgsl (workgroup sums and maxima);
  * `row8`: kernels/lib/row8_subgroup.wgsl (needs subgroups ≥ 8 lanes) or row8_load.wgsl (an operand row shared
- * by a register-blocked workgroup). MAIEUTIC_SUBGROUPS=0 forces every fallback (tests run both).
+ * by a register-blocked workgroup). MAIEUTIC_SUBGROUPS=0 forces every fallback (tests run both). A library
+ * can also be one text for every device (`nf4_regs`: the register-blocked kernels' NF4 dequantization).
  */
 import { type Gpu, subgroupsFromEnv } from "./device.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
 import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
 import row8SubgroupSource from "../../kernels/lib/row8_subgroup.wgsl" with { type: "text" };
 import row8LoadSource from "../../kernels/lib/row8_load.wgsl" with { type: "text" };
+import nf4RegsSource from "../../kernels/lib/nf4_regs.wgsl" with { type: "text" };
 
 export interface KernelSpec {
   /** File name under kernels/, used in errors and profiles, e.g. "matmul.wgsl". */
@@ -36,11 +38,14 @@ export interface KernelSpec {
 /** Whether the `// #include` libraries use subgroup operations ("subgroup") or their fallback ("workgroup"). */
 export type Reductions = "subgroup" | "workgroup";
 
-interface Library {
-  /** Subgroup width the subgroup variant needs (the adapter's smallest must reach it). */
-  minSubgroupSize: number;
-  variants: Record<Reductions, { file: string; code: string }>;
-}
+type Library =
+  | {
+    /** Subgroup width the subgroup variant needs (the adapter's smallest must reach it). */
+    minSubgroupSize: number;
+    variants: Record<Reductions, { file: string; code: string }>;
+  }
+  /** One text for every device: WGSL shared by several kernels. */
+  | { shared: { file: string; code: string } };
 
 const LIBRARIES: Record<string, Library> = {
   reduce: {
@@ -57,18 +62,21 @@ const LIBRARIES: Record<string, Library> = {
       workgroup: { file: "lib/row8_load.wgsl", code: row8LoadSource },
     },
   },
+  nf4_regs: { shared: { file: "lib/nf4_regs.wgsl", code: nf4RegsSource } },
 };
 
 /** The variant of each library on this device (reductionsFor, and the library's subgroup width). */
 export function libraryVariants(gpu: Gpu): Record<string, Reductions> {
   const r = reductionsFor(gpu);
   const min = gpu.subgroupSizes?.min ?? 0;
-  return Object.fromEntries(
-    Object.entries(LIBRARIES).map(([name, lib]) => [
-      name,
-      r === "subgroup" && (lib.minSubgroupSize <= 1 || min >= lib.minSubgroupSize) ? "subgroup" : "workgroup",
-    ]),
-  );
+  const out: Record<string, Reductions> = {};
+  for (const [name, lib] of Object.entries(LIBRARIES)) {
+    if ("shared" in lib) continue;
+    out[name] = r === "subgroup" && (lib.minSubgroupSize <= 1 || min >= lib.minSubgroupSize)
+      ? "subgroup"
+      : "workgroup";
+  }
+  return out;
 }
 
 const INCLUDE = /^\/\/ #include (\w+)\s*$/gm;
@@ -117,7 +125,7 @@ const variantOf = (choice: LibraryChoice, name: string): Reductions =>
 export function kernelKey(spec: KernelSpec, libraries?: LibraryChoice): string {
   const fmt = (o: Record<string, unknown> | undefined) =>
     Object.entries(o ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(",");
-  const names = includedLibraries(spec.code);
+  const names = includedLibraries(spec.code).filter((n) => LIBRARIES[n] && !("shared" in LIBRARIES[n]));
   const lib = libraries && names.length
     ? `[${names.map((n) => `${n}=${variantOf(libraries, n)}`).join(",")}]`
     : "";
@@ -152,7 +160,8 @@ export function expandSource(
   let code = spec.code;
   const libraries: AppendedLibrary[] = [];
   for (const name of includedLibraries(spec.code)) {
-    const lib = LIBRARIES[name]?.variants[variantOf(choice, name)];
+    const entry = LIBRARIES[name];
+    const lib = entry && ("shared" in entry ? entry.shared : entry.variants[variantOf(choice, name)]);
     if (!lib) throw new WgslError(`kernels/${spec.file}: unknown library "// #include ${name}"`);
     code = code.replace(/\n*$/, "\n");
     libraries.push({ file: lib.file, firstLine: code.split("\n").length });
