@@ -8,8 +8,8 @@
 //     word, i.e. 8 consecutive columns of W (FAST, host: N % 8 == 0: a word never straddles rows or 64-blocks),
 //     and keeps the TM × 8 block of dX in registers;
 //   - per k it loads one word (8 weights), its absmax (one per word: consecutive k are N apart, in other
-//     64-blocks) and TM values of dY, for 8·TM multiply-adds; codes go through the select tree of
-//     nf4_matmul_regblock.wgsl, rounding through its integer `rnd4`; every invocation needs the same TM values
+//     64-blocks) and TM values of dY, for 8·TM multiply-adds; codes go through the select tree and
+//     rounding of kernels/lib/nf4_regs.wgsl (shared with nf4_matmul_regblock.wgsl); every invocation needs the same TM values
 //     of dY, so with subgroups each lane loads and rounds one row's and the subgroup shares them
 //     (kernels/lib/row8_*.wgsl, rows_at).
 // N % 8 != 0 (tests' odd shapes only) takes a per-element path. Rows/columns past the edge are clamped to the

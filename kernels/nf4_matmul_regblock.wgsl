@@ -98,10 +98,6 @@ fn w1(n: u32, k: u32) -> f32 {
   return tables[select(byte & 0xfu, byte >> 4u, (ei & 1u) == 0u)] * absmax_of(ei >> 6u);
 }
 
-fn x1(base: u32, k: u32) -> f32 {
-  return rnd4(vec4f(f32(X[base + k]), 0.0, 0.0, 0.0)).x;
-}
-
 // LoRA: c += (scaling · U[m, r]) · LB[n_j, r] over r, f32 operands, after the base product (as nf4_matmul.wgsl).
 fn lora(c: Acc, m: u32, n: array<u32, 8>) -> Acc {
   var r = c;
@@ -202,14 +198,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let lo = rnd4(vec4f(w1(n[0], k), w1(n[1], k), w1(n[2], k), w1(n[3], k)));
       let hi = rnd4(vec4f(w1(n[4], k), w1(n[5], k), w1(n[6], k), w1(n[7], k)));
       let w = Acc(lo, hi);
-      c0 = row1(c0, x1(xa0, k), w);
-      if (TM > 1u) { c1 = row1(c1, x1(xa1, k), w); }
-      if (TM > 2u) { c2 = row1(c2, x1(xa2, k), w); }
-      if (TM > 3u) { c3 = row1(c3, x1(xa3, k), w); }
-      if (TM > 4u) { c4 = row1(c4, x1(xa4, k), w); }
-      if (TM > 5u) { c5 = row1(c5, x1(xa5, k), w); }
-      if (TM > 6u) { c6 = row1(c6, x1(xa6, k), w); }
-      if (TM > 7u) { c7 = row1(c7, x1(xa7, k), w); }
+      c0 = row1(c0, fetch1(xa0 + k), w);
+      if (TM > 1u) { c1 = row1(c1, fetch1(xa1 + k), w); }
+      if (TM > 2u) { c2 = row1(c2, fetch1(xa2 + k), w); }
+      if (TM > 3u) { c3 = row1(c3, fetch1(xa3 + k), w); }
+      if (TM > 4u) { c4 = row1(c4, fetch1(xa4 + k), w); }
+      if (TM > 5u) { c5 = row1(c5, fetch1(xa5 + k), w); }
+      if (TM > 6u) { c6 = row1(c6, fetch1(xa6 + k), w); }
+      if (TM > 7u) { c7 = row1(c7, fetch1(xa7 + k), w); }
     }
   }
   if (p.R > 0u) {

@@ -69,6 +69,10 @@ const LIBRARIES: Record<string, Library> = {
 export function libraryVariants(gpu: Gpu): Record<string, Reductions> {
   const r = reductionsFor(gpu);
   const min = gpu.subgroupSizes?.min ?? 0;
+  // getKernel asks per dispatch: one object per (variant, width), not one per call.
+  const key = `${r}/${min}`;
+  const hit = variantsMemo.get(key);
+  if (hit) return hit;
   const out: Record<string, Reductions> = {};
   for (const [name, lib] of Object.entries(LIBRARIES)) {
     if ("shared" in lib) continue;
@@ -76,8 +80,11 @@ export function libraryVariants(gpu: Gpu): Record<string, Reductions> {
       ? "subgroup"
       : "workgroup";
   }
+  variantsMemo.set(key, out);
   return out;
 }
+
+const variantsMemo = new Map<string, Readonly<Record<string, Reductions>>>();
 
 const INCLUDE = /^\/\/ #include (\w+)\s*$/gm;
 
