@@ -63,7 +63,7 @@ import { type OptimizerBuffers, recordAdamW, recordClip } from "../train/optimiz
 import { NORM_PARTIALS } from "../train/optimizer.ts";
 import { loraLayout } from "../lora/params.ts";
 import type { Ceilings } from "./ceilings.ts";
-import type { GpuTimer, RecordFn } from "./timing.ts";
+import type { Clock, GpuTimer, RecordFn, Timing } from "./timing.ts";
 
 export interface KernelCase {
   name: string;
@@ -92,6 +92,8 @@ export interface KernelResult {
   frac_fma: number;
   /** gbps / streaming-copy ceiling. */
   frac_copy: number;
+  /** The clock of `ms` (src/bench/timing.ts). */
+  clock: Clock;
   flop_note?: string;
 }
 
@@ -167,7 +169,7 @@ function dims(c: Gemma2Config) {
   };
 }
 
-function result(c: KernelCase, t: { ms: number; reps: number }, ceil: Ceilings): KernelResult {
+function result(c: KernelCase, t: Timing, ceil: Ceilings): KernelResult {
   const gflops = c.flop / (t.ms * 1e6);
   const gbps = c.bytes / (t.ms * 1e6);
   return {
@@ -182,6 +184,7 @@ function result(c: KernelCase, t: { ms: number; reps: number }, ceil: Ceilings):
     gbps,
     frac_fma: gflops / ceil.fma_gflops,
     frac_copy: gbps / ceil.copy_gbps,
+    clock: t.clock,
     ...(c.flopNote ? { flop_note: c.flopNote } : {}),
   };
 }
@@ -663,6 +666,8 @@ export interface LadderRung {
   extra_bytes: number;
   /** A benchmark-only kernel the engine does not use (left out of the step-efficiency target). */
   prototype: boolean;
+  /** The clock of `ms` (src/bench/timing.ts). */
+  clock: Clock;
 }
 
 export interface Ladder {
@@ -783,6 +788,7 @@ export async function benchLadder(
       speedup: 0,
       extra_bytes: r.extra,
       prototype: r.prototype ?? false,
+      clock: t.clock,
     };
   };
   const out: LadderRung[] = [];

@@ -1,6 +1,7 @@
 /** The text form of a `maieutic bench` report (the JSON form is the BenchReport object itself). */
 import { formatBytes, formatPlan } from "./plan.ts";
 import type { BenchReport } from "./suite.ts";
+import { formatComparison } from "./compare.ts";
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -15,6 +16,7 @@ export function formatReport(r: BenchReport): string {
     kernels?: string;
     kernels_from?: string;
     libraries?: Record<string, string>;
+    timing?: string;
   };
   out.push(`maieutic bench — ${r.model} — ${r.date}`);
   out.push(
@@ -31,6 +33,7 @@ export function formatReport(r: BenchReport): string {
       } (kernels/lib/)`,
     );
   }
+  if (m.timing) out.push(`timing: ${m.timing}`);
   out.push(
     `ceilings: streaming copy ${f(r.ceilings.copy_gbps)} GB/s, FMA loop ${f(r.ceilings.fma_gflops)} GFLOP/s`,
   );
@@ -146,6 +149,10 @@ export function formatReport(r: BenchReport): string {
         t.pass === null ? "n/a " : t.pass ? "PASS" : "FAIL"
       }] ${t.name}: ${v} (limit ${t.limit}) — ${t.detail}`,
     );
+  }
+  if (r.comparison) {
+    out.push("");
+    out.push(...formatComparison(r.comparison));
   }
   out.push(`total ${f(r.total_s, 1)} s`);
   return out.join("\n");

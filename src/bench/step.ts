@@ -511,6 +511,7 @@ export async function benchBreakdown(
     maxReps: 16,
     acceptPilotMs: 400,
     label: "whole step",
+    clock: "wall",
     recorder: () => new FilterRecorder(gpu, null, "whole step"),
   });
   const times: { family: string; ms: number }[] = [];
@@ -520,6 +521,7 @@ export async function benchBreakdown(
       maxReps: 16,
       acceptPilotMs: 400,
       label: `family ${f}`,
+      clock: "wall",
       recorder: () => new FilterRecorder(gpu, f, `family ${f}`),
     });
     times.push({ family: f, ms: t.ms });

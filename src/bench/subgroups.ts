@@ -7,7 +7,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { libraryVariants, type Reductions } from "../gpu/kernel.ts";
 import type { KernelCase } from "./kernels.ts";
-import type { GpuTimer } from "./timing.ts";
+import type { Clock, GpuTimer } from "./timing.ts";
 
 export interface SubgroupsCase {
   name: string;
@@ -16,6 +16,8 @@ export interface SubgroupsCase {
   fallback_ms: number;
   /** fallback_ms / subgroup_ms */
   speedup: number;
+  /** The clock of both figures (src/bench/timing.ts). */
+  clock: Clock;
 }
 
 export interface SubgroupsComparison {
@@ -39,9 +41,24 @@ export async function compareSubgroups(
   try {
     for (const c of cases.filter((x) => x.subgroups)) {
       const ms = { subgroup: 0, fallback: 0 };
+      // Both variants by the same clock: the fallback by the wall clock when the subgroup run fell back to it.
+      let clock: Clock = "timestamps";
       for (const variant of ["subgroup", "fallback"] as const) {
         Deno.env.set("MAIEUTIC_SUBGROUPS", variant === "subgroup" ? "1" : "0");
-        const t = await timer.time(c.record, { minMs: o.minMs ?? 150, acceptPilotMs: 400, label: c.name });
+        const t = await timer.time(c.record, {
+          minMs: o.minMs ?? 150,
+          acceptPilotMs: 400,
+          label: c.name,
+          clock: clock === "wall" ? "wall" : "auto",
+        });
+        if (variant === "subgroup") clock = t.clock;
+        else if (t.clock !== clock) {
+          // The fallback's timestamps were not trusted: time both by the wall clock.
+          clock = "wall";
+          Deno.env.set("MAIEUTIC_SUBGROUPS", "1");
+          ms.subgroup = (await timer.time(c.record, { minMs: o.minMs ?? 150, acceptPilotMs: 400, clock })).ms;
+          Deno.env.set("MAIEUTIC_SUBGROUPS", "0");
+        }
         ms[variant] = t.ms;
       }
       const row = {
@@ -50,6 +67,7 @@ export async function compareSubgroups(
         subgroup_ms: ms.subgroup,
         fallback_ms: ms.fallback,
         speedup: ms.fallback / ms.subgroup,
+        clock,
       };
       out.push(row);
       o.onCase?.(row);

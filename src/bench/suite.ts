@@ -20,6 +20,7 @@ import { type MemoryPlan, memoryPlan } from "./plan.ts";
 import { compareSubgroups, type SubgroupsComparison } from "./subgroups.ts";
 import { benchBreakdown, benchStep, loadBenchModel, type StepResult } from "./step.ts";
 import { GpuTimer } from "./timing.ts";
+import type { Comparison } from "./compare.ts";
 
 export interface BenchSettings {
   batch: number;
@@ -31,6 +32,8 @@ export interface BenchSettings {
   promptTokens: number;
   /** Vocab rows of the cross-entropy kernel case. */
   ceVocab: number;
+  /** Kernel figures by GPU timestamps where they are trusted ("auto"), or always by the wall clock. */
+  clock: "auto" | "wall";
 }
 
 /** Small models run whole; real-width ones are cut so the default run fits a few minutes on lavapipe. */
@@ -46,6 +49,7 @@ export function defaultSettings(c: Gemma2Config): BenchSettings {
       decodeTokens: 8,
       promptTokens: 8,
       ceVocab: c.vocab_size,
+      clock: "auto",
     }
     : {
       batch: 1,
@@ -57,6 +61,7 @@ export function defaultSettings(c: Gemma2Config): BenchSettings {
       decodeTokens: 1,
       promptTokens: 1,
       ceVocab: 4096,
+      clock: "auto",
     };
 }
 
@@ -92,6 +97,8 @@ export interface BenchReport {
   memory_plan: MemoryPlan;
   targets: Target[];
   total_s: number;
+  /** With --compare: this run against an earlier report. */
+  comparison?: Comparison;
 }
 
 export interface ModelSource {
@@ -180,8 +187,9 @@ export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
     // them, else the fallbacks; MAIEUTIC_SUBGROUPS=0 forces the fallbacks.
     libraries: libraryVariants(gpu),
     subgroup_sizes: gpu.subgroupSizes,
-    timing: "wall clock around queue.onSubmittedWorkDone(), submit overhead subtracted" +
-      (gpu.timestamps ? " (timestamp queries exist but are not used: lavapipe reports zeros)" : ""),
+    // Replaced by GpuTimer.describe() once the ceilings are measured (the first timings tell whether the
+    // timestamps can be trusted).
+    timing: "",
   };
 }
 
@@ -262,7 +270,7 @@ export async function runBench(
   log: (line: string) => void,
 ): Promise<BenchReport> {
   const t0 = performance.now();
-  const timer = new GpuTimer(gpu);
+  const timer = new GpuTimer(gpu, { clock: settings.clock });
   const full = src.config;
   const dtype: "f16" | "f32" = cfg.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16
     ? "f16"
@@ -383,6 +391,7 @@ export async function runBench(
     }
   }
 
+  machine.timing = timer.describe();
   const memory_plan = seedPlan(cfg, full, src.source);
   const partial = { kernels, ladder, step, memory_plan, ceilings };
   return {

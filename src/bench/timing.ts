@@ -1,21 +1,33 @@
 /**
- * Wall-clock GPU timing for `maieutic bench`. Timestamp queries exist on lavapipe but read zeros, so every
- * figure here is host wall time around `queue.onSubmittedWorkDone()`: a batch of repeated dispatches is
- * recorded into ONE command buffer, submitted, and awaited once; the fixed cost of a submit + await (≥ 11 ms on
- * lavapipe, measured by `overhead()` with an empty command buffer) is subtracted and the rest divided by the
- * repetitions. Pipelines are compiled while recording (getKernel), before the clock starts.
+ * GPU timing for `maieutic bench`. A batch of repeated dispatches is recorded into ONE command buffer,
+ * submitted, and awaited once; pipelines are compiled while recording (getKernel), before the clock starts.
+ * Two clocks:
+ *   - GPU timestamps (feature "timestamp-query"): a begin/end timestamp around every dispatch's compute pass
+ *     (Recorder profile mode); the time of a repetition is the sum of its dispatches' spans, so the submit and
+ *     the host wait are not in it. wgpu resolves timestamps in device ticks, not the nanoseconds WebGPU
+ *     specifies (gfx-rs/wgpu#6719; one tick is 1 ns on NVIDIA, longer on Intel and AMD), and lavapipe writes
+ *     zeros, so each reading is checked against the wall clock of the same submit (`judgeTimestamps`) and the
+ *     wall figure used when they disagree; all zeros turn the timestamps off for the rest of the run.
+ *   - wall clock around `queue.onSubmittedWorkDone()`: the fixed cost of a submit + await (≥ 11 ms on
+ *     lavapipe, measured by `overhead()` with an empty command buffer) is subtracted and the rest divided by
+ *     the repetitions.
+ * The training step (src/bench/step.ts) is always timed by the wall clock: tokens/s is what a user waits for.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { checkKernels } from "../gpu/kernel.ts";
 import { Recorder } from "../gpu/recorder.ts";
 
+export type Clock = "timestamps" | "wall";
+
 export interface Timing {
-  /** Milliseconds per repetition, submit + await overhead removed. */
+  /** Milliseconds per repetition: by the GPU timestamps, or the wall clock less the submit + await overhead. */
   ms: number;
   /** Repetitions in the timed command buffer. */
   reps: number;
   /** Wall milliseconds of the timed submit + await. */
   wallMs: number;
+  /** Which clock `ms` comes from. */
+  clock: Clock;
 }
 
 export interface TimeOptions {
@@ -29,6 +41,38 @@ export interface TimeOptions {
   label?: string;
   /** Makes the Recorder of each run (default a plain Recorder), e.g. one that filters dispatches. */
   recorder?: () => Recorder;
+  /** "wall" times by the wall clock even where timestamps work (default "auto": timestamps when trusted). */
+  clock?: "auto" | "wall";
+}
+
+/** The most dispatches one profiled run records (the query set holds 2 per dispatch; WebGPU caps it at 4096). */
+const MAX_PROFILED = 2048;
+
+/**
+ * Whether the timestamps of one run can be believed, given its wall time less the submit overhead. GPU time
+ * above the wall time (beyond clock jitter), or far below it, means the values are not nanoseconds (a tick
+ * period other than 1 ns, or zeros); between, the dispatches' own spans are the better figure (no host wait).
+ */
+export function judgeTimestamps(
+  gpuMs: number,
+  wallNetMs: number,
+): { ok: true } | { ok: false; reason: string } {
+  if (!(gpuMs > 0)) return { ok: false, reason: "the timestamp queries read zero" };
+  if (gpuMs > wallNetMs * 1.1 + 0.2) {
+    return {
+      ok: false,
+      reason: `timestamps ${gpuMs.toFixed(3)} ms exceed the wall clock ${wallNetMs.toFixed(3)} ms`,
+    };
+  }
+  if (gpuMs < wallNetMs * 0.25 && wallNetMs > 1) {
+    return {
+      ok: false,
+      reason: `timestamps ${gpuMs.toFixed(3)} ms are under a quarter of the wall clock ${
+        wallNetMs.toFixed(3)
+      } ms (a timestamp tick is probably not 1 ns on this device)`,
+    };
+  }
+  return { ok: true };
 }
 
 /** Records into a Recorder; called once per repetition. */
@@ -36,27 +80,63 @@ export type RecordFn = (rec: Recorder) => void;
 
 export class GpuTimer {
   private overheadMs: number | undefined;
+  /** null while timestamps are still tried; the reason once they are off. */
+  private timestampsOff: string | null;
+  /** Measurements taken by each clock (for the report). */
+  readonly counts: Record<Clock, number> = { timestamps: 0, wall: 0 };
+  /** Why the last measurements fell back to the wall clock, if they did. */
+  lastFallback: string | undefined;
 
-  constructor(readonly gpu: Gpu) {}
+  /** `clock: "wall"` never tries the timestamps (`maieutic bench --clock wall`). */
+  constructor(readonly gpu: Gpu, o: { clock?: "auto" | "wall" } = {}) {
+    this.timestampsOff = o.clock === "wall"
+      ? "--clock wall"
+      : gpu.timestamps
+      ? null
+      : "the adapter has no timestamp-query feature";
+  }
 
-  private async run(fn: RecordFn, reps: number, label: string, make?: () => Recorder): Promise<number> {
-    const rec = make ? make() : new Recorder(this.gpu, { label });
+  private async run(
+    fn: RecordFn,
+    reps: number,
+    label: string,
+    o: { make?: () => Recorder; profile?: boolean } = {},
+  ): Promise<{ wall: number; gpuMs?: number }> {
+    const rec = o.make
+      ? o.make()
+      : new Recorder(this.gpu, { label, profile: o.profile, maxProfiled: MAX_PROFILED });
     for (let i = 0; i < reps; i++) fn(rec);
     const t0 = performance.now();
     rec.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
-    return performance.now() - t0;
+    const wall = performance.now() - t0;
+    if (!o.profile || o.make) return { wall };
+    const spans = await rec.timings();
+    // A run with more dispatches than the query set holds is only partly profiled: no GPU figure then.
+    if (spans.length !== rec.dispatchCount) return { wall };
+    return { wall, gpuMs: spans.reduce((a, t) => a + t.ns, 0) / 1e6 };
   }
 
   /** Median wall time of an empty submit + await (cached). */
   async overhead(): Promise<number> {
     if (this.overheadMs === undefined) {
       const t: number[] = [];
-      for (let i = 0; i < 5; i++) t.push(await this.run(() => {}, 0, "bench-empty"));
+      for (let i = 0; i < 5; i++) t.push((await this.run(() => {}, 0, "bench-empty")).wall);
       t.sort((a, b) => a - b);
       this.overheadMs = t[2];
     }
     return this.overheadMs;
+  }
+
+  /** The clock in use for kernel figures, in words (for the report's machine section). */
+  describe(): string {
+    const wall = "wall clock around queue.onSubmittedWorkDone(), submit overhead subtracted";
+    if (this.timestampsOff !== null) return `${wall} (GPU timestamps not used: ${this.timestampsOff})`;
+    const fb = this.counts.wall > 0
+      ? `; ${this.counts.wall} measurement(s) fell back to the wall clock (last: ${this.lastFallback})`
+      : "";
+    return `GPU timestamps around each dispatch (${this.counts.timestamps} measurement(s)), checked against ` +
+      `the ${wall}${fb}; the training step by the wall clock`;
   }
 
   /**
@@ -69,13 +149,28 @@ export class GpuTimer {
     const maxReps = o.maxReps ?? 64;
     const label = o.label ?? "bench";
     const over = await this.overhead();
-    const pilotWall = await this.run(fn, 1, label, o.recorder);
-    await checkKernels(this.gpu);
-    const pilot = pilotWall - over;
-    if (pilot >= (o.acceptPilotMs ?? 1500)) return { ms: Math.max(pilot, 1e-3), reps: 1, wallMs: pilotWall };
-    const reps = Math.max(1, Math.min(maxReps, Math.ceil(minMs / Math.max(pilot, 0.05))));
-    const wall = await this.run(fn, reps, label, o.recorder);
-    await checkKernels(this.gpu);
-    return { ms: Math.max(wall - over, 1e-3) / reps, reps, wallMs: wall };
+    // A custom Recorder (e.g. the step's family filter) is not profiled: it times by the wall clock.
+    const auto = (o.clock ?? "auto") === "auto" && !o.recorder;
+    const measure = async (reps: number): Promise<Timing> => {
+      const profile = auto && this.timestampsOff === null;
+      const r = await this.run(fn, reps, label, { make: o.recorder, profile });
+      await checkKernels(this.gpu);
+      const wallNet = Math.max(r.wall - over, 1e-3);
+      if (profile && r.gpuMs !== undefined) {
+        const j = judgeTimestamps(r.gpuMs, wallNet);
+        if (j.ok) return { ms: r.gpuMs / reps, reps, wallMs: r.wall, clock: "timestamps" };
+        this.lastFallback = j.reason;
+        if (r.gpuMs === 0) this.timestampsOff = j.reason;
+      }
+      return { ms: wallNet / reps, reps, wallMs: r.wall, clock: "wall" };
+    };
+    const pilot = await measure(1);
+    let t = pilot;
+    if (pilot.ms < (o.acceptPilotMs ?? 1500)) {
+      const reps = Math.max(1, Math.min(maxReps, Math.ceil(minMs / Math.max(pilot.ms, 0.05))));
+      t = await measure(reps);
+    }
+    if (auto) this.counts[t.clock]++;
+    return t;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * `maieutic bench`: kernel and step throughput against the machine's measured limits, and the memory plan
  * (DESIGN §9). `--plan` prints only the memory plan, computed without a device. `--json` prints one object.
- * Targets are reported as pass/fail figures; they never change the exit code.
+ * Targets are reported as pass/fail figures; they never change the exit code, nor do regressions against an
+ * earlier report (`--compare`).
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { UsageError } from "./errors.ts";
@@ -12,11 +13,13 @@ import { tinyConfig } from "../model/tiny.ts";
 import { openModelSource } from "../model/session.ts";
 import { formatPlan } from "../bench/plan.ts";
 import { formatReport } from "../bench/report.ts";
+import { compareReports, readBaseReport } from "../bench/compare.ts";
 import { type BenchSections, defaultSettings, openBenchModel, runBench, seedPlan } from "../bench/suite.ts";
 import type { Config } from "../config/schema.ts";
 
 const USAGE =
-  "maieutic bench [--plan] [--json] [--model tiny|gemma-2-2b-random|DIR] [--batch B --seq T --steps N]";
+  "maieutic bench [--plan] [--json] [--model tiny|gemma-2-2b-random|DIR] [--batch B --seq T --steps N]" +
+  " [--compare BASE.json]";
 
 const OPTIONS = {
   ...CONFIG_OPTIONS,
@@ -31,6 +34,9 @@ const OPTIONS = {
   "prompt-tokens": { type: "string" },
   "ce-vocab": { type: "string" },
   skip: { type: "string" },
+  clock: { type: "string" },
+  compare: { type: "string" },
+  tolerance: { type: "string" },
 } as const;
 
 const HELP = `${USAGE}
@@ -51,6 +57,11 @@ gemma-2-2b-random (real widths, cut to --layers layers and a --vocab slice so a 
   --prompt-tokens P      prompt of the decode benchmark (default 1 real width, 8 small)
   --ce-vocab V           vocab rows of the cross-entropy kernel case (default 4096)
   --skip LIST            comma list of sections to leave out: kernels,ladder,step,breakdown,decode
+  --clock auto|wall      kernel timings by GPU timestamps where they agree with the wall clock (auto, the
+                         default), or by the wall clock only; the training step is always wall clock
+  --compare BASE.json    compare with an earlier \`bench --json\` report: every kernel, ladder rung, the
+                         step, decode and the memory plan, regressions flagged (the exit code is unchanged)
+  --tolerance X          relative worsening --compare flags as a regression (default 0.25 = 25%)
 ${CONFIG_HELP}`;
 
 function posInt(name: string, v: unknown, min = 1): number | undefined {
@@ -87,6 +98,20 @@ export async function run(args: string[]): Promise<number> {
   const decodeTokens = posInt("decode-tokens", values["decode-tokens"], 0);
   const promptTokens = posInt("prompt-tokens", values["prompt-tokens"]);
   const ceVocab = posInt("ce-vocab", values["ce-vocab"]);
+  const clock = values.clock ?? "auto";
+  if (clock !== "auto" && clock !== "wall") {
+    throw new UsageError(`--clock expects auto or wall, got "${clock}"`);
+  }
+  let tolerance = 0.25;
+  if (values.tolerance !== undefined) {
+    tolerance = Number(values.tolerance);
+    if (!(tolerance >= 0 && tolerance <= 10)) {
+      throw new UsageError(
+        `--tolerance expects a number from 0 to 10 (0.25 = 25%), got "${values.tolerance}"`,
+      );
+    }
+    if (values.compare === undefined) throw new UsageError("--tolerance needs --compare BASE.json");
+  }
 
   if (values.plan) {
     const arch = await architecture(cfg);
@@ -111,6 +136,8 @@ export async function run(args: string[]): Promise<number> {
     breakdown: !skip.has("breakdown") && !skip.has("step"),
     decode: !skip.has("decode"),
   };
+  // Read the base before the (minutes-long) run, so a wrong path fails at once.
+  const base = typeof values.compare === "string" ? await readBaseReport(values.compare) : undefined;
   const gpu = await getGpu();
   const src = await openBenchModel(cfg);
   try {
@@ -124,10 +151,12 @@ export async function run(args: string[]): Promise<number> {
       decodeTokens: decodeTokens ?? d.decodeTokens,
       promptTokens: promptTokens ?? d.promptTokens,
       ceVocab: ceVocab ?? d.ceVocab,
+      clock: clock as "auto" | "wall",
     };
     if (settings.vocab < 3) throw new UsageError("--vocab must be at least 3");
     const log = (line: string) => console.error(`bench: ${line}`);
     const report = await runBench(gpu, cfg, settings, sections, src, log);
+    if (base) report.comparison = compareReports(base, report, String(values.compare), tolerance);
     console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
     return 0;
   } finally {

@@ -142,14 +142,67 @@ Deno.test("bench --json --model tiny --steps 1: keys and finite numbers", async 
   assert.equal(j.targets.length, 3);
   for (const t of j.targets) assert.ok(t.pass === null || typeof t.pass === "boolean", t.name);
 
+  // Every kernel figure names its clock, and the machine section says which clock was used and why.
+  assert.equal(typeof j.machine.timing, "string");
+  for (const k of [...j.kernels, ...j.ladder.rungs, ...j.ladder.regblock]) {
+    assert.ok(["timestamps", "wall"].includes(k.clock), `${k.name}: clock ${k.clock}`);
+  }
+  if (j.kernels.some((k: { clock: string }) => k.clock === "timestamps")) {
+    assert.match(j.machine.timing, /^GPU timestamps around each dispatch/);
+  } else assert.match(j.machine.timing, /^wall clock/);
+
   const nums: [string, number][] = [];
   walkNumbers(j, "$", nums);
   assert.ok(nums.length > 100);
   for (const [p, v] of nums) assert.ok(Number.isFinite(v), `${p} = ${v}`);
+
+  // --compare with this report: a second, short run (ceilings and the memory plan only) reads it back.
+  const base = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(base, JSON.stringify(j));
+  const c = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "bench", "--json", "--model", "tiny", "--seq", "16", "--clock", "wall"]
+      .concat(["--skip", "kernels,ladder,step,decode", "--compare", base]),
+    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(c.code, 0, new TextDecoder().decode(c.stderr));
+  const cj = JSON.parse(new TextDecoder().decode(c.stdout));
+  assert.equal(cj.settings.clock, "wall");
+  assert.match(cj.machine.timing, /^wall clock .*--clock wall/);
+  assert.equal(cj.comparison.base.file, base);
+  assert.deepEqual(
+    cj.comparison.rows.map((r: { section: string; name: string }) => `${r.section} ${r.name}`),
+    [
+      "ceilings streaming copy",
+      "ceilings FMA loop",
+      "memory_plan seed-config peak",
+    ],
+  );
+  const mem = cj.comparison.rows[2];
+  assert.equal(mem.base, j.memory_plan.peak_bytes);
+  assert.equal(mem.now, j.memory_plan.peak_bytes);
+  assert.equal(mem.regression, false);
+  await Deno.remove(base);
 });
 
 Deno.test("bench: bad flags exit 2 with a usage line", async () => {
-  for (const args of [["--batch", "0"], ["--skip", "everything"], ["--steps", "x"]]) {
+  const notJson = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(notJson, "{ not json");
+  const notReport = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(notReport, JSON.stringify({ maieutic_bench: 1, date: "x" }));
+  const cases: [string[], RegExp][] = [
+    [["--batch", "0"], /--batch expects an integer >= 1/],
+    [["--skip", "everything"], /--skip: unknown section "everything"/],
+    [["--steps", "x"], /--steps expects an integer/],
+    [["--clock", "gpu"], /--clock expects auto or wall, got "gpu"/],
+    [["--tolerance", "0.1"], /--tolerance needs --compare/],
+    [["--compare", notJson, "--tolerance", "lots"], /--tolerance expects a number from 0 to 10/],
+    [["--compare", "/nonexistent/base.json"], /--compare \/nonexistent\/base\.json: cannot read it/],
+    [["--compare", notJson], /not JSON .*maieutic bench --json/],
+    [["--compare", notReport], /not a `maieutic bench --json` report \(model: /],
+  ];
+  for (const [args, message] of cases) {
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", MAIN, "bench", "--model", "tiny", ...args],
       env: { NO_COLOR: "1" },
@@ -157,5 +210,8 @@ Deno.test("bench: bad flags exit 2 with a usage line", async () => {
       stderr: "piped",
     }).output();
     assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}`);
+    assert.match(new TextDecoder().decode(r.stderr), message, args.join(" "));
   }
+  await Deno.remove(notJson);
+  await Deno.remove(notReport);
 });
