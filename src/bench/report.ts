@@ -120,6 +120,19 @@ export function formatReport(r: BenchReport): string {
           `(whole step in one command buffer ${f(s.gpu_ms ?? 0, 0)} ms − Σ families)`,
       );
     }
+    if (s.by_kernel) {
+      const sum = s.by_kernel.reduce((a, k) => a + k.ms, 0);
+      out.push(`  by kernel (GPU timestamps around each dispatch of one step; Σ ${f(sum, 1)} ms):`);
+      const w = Math.max(24, ...s.by_kernel.map((k) => k.kernel.length + 2));
+      for (const k of s.by_kernel) {
+        out.push(
+          `    ${k.kernel.padEnd(w)}${f(k.ms, 1).padStart(10)} ms${pct(k.share).padStart(8)}` +
+            `${String(k.dispatches).padStart(6)} dispatches  (${k.family})`,
+        );
+      }
+    } else if (s.breakdown && s.by_kernel_note) {
+      out.push(`  by kernel: not measured (${s.by_kernel_note})`);
+    }
     const e = s.full_model_estimate;
     out.push(
       `  full model (${e.layers} layers, vocab ${e.vocab}) at this rate: ${f(e.seconds, 1)} s/step, ` +

@@ -62,8 +62,13 @@ export const COPIES = "copies";
 export class FilterRecorder extends Recorder {
   readonly census: Record<string, number> = {};
 
-  constructor(gpu: Gpu, readonly keep: string | null, label = "bench-filter") {
-    super(gpu, { label });
+  constructor(
+    gpu: Gpu,
+    readonly keep: string | null,
+    label = "bench-filter",
+    o: { profile?: boolean; maxProfiled?: number } = {},
+  ) {
+    super(gpu, { label, ...o });
   }
 
   private count(f: string): boolean {
@@ -272,6 +277,17 @@ export interface FamilyTime {
   gflops: number | null;
 }
 
+/** One kernel's share of a training step, from GPU timestamps around each of its dispatches. */
+export interface KernelTime {
+  /** The WGSL file (src/gpu/kernel.ts names a pipeline file#entry{constants}<libraries>). */
+  kernel: string;
+  family: string;
+  dispatches: number;
+  ms: number;
+  /** Share of the step's summed dispatch time. */
+  share: number;
+}
+
 export interface StepResult {
   model: {
     source: string;
@@ -302,6 +318,10 @@ export interface StepResult {
   submits_per_step: number;
   dispatches_per_step: number;
   breakdown: FamilyTime[] | null;
+  /** Per kernel from one step recorded with a timestamp around every dispatch (null without trusted timestamps). */
+  by_kernel: KernelTime[] | null;
+  /** Why by_kernel is null. */
+  by_kernel_note?: string;
   /** The step's dispatches in one command buffer (GPU work only), timed just before the families. */
   gpu_ms: number | null;
   /** gpu_ms − Σ families: what timing the families apart does not add up to (≈ 0 when they are additive). */
@@ -481,6 +501,7 @@ export async function benchStep(
       submits_per_step: submits,
       dispatches_per_step: dispatches,
       breakdown: null,
+      by_kernel: null,
       gpu_ms: null,
       unattributed_ms: null,
       full_model_estimate: {
@@ -540,4 +561,27 @@ export async function benchBreakdown(
   }).sort((a, b) => b.ms - a.ms);
   result.gpu_ms = whole.ms;
   result.unattributed_ms = whole.ms - sum;
+
+  // Per kernel: the same recording once more with a timestamp pair around every dispatch (warm by now).
+  const profiled = await timer.spans(
+    ctx.recordStep,
+    (o) => new FilterRecorder(gpu, null, "step by kernel", o),
+  );
+  if ("reason" in profiled) {
+    result.by_kernel_note = profiled.reason;
+    return;
+  }
+  const byKernel = new Map<string, KernelTime>();
+  let total = 0;
+  for (const s of profiled.spans) {
+    const file = s.name.split("#")[0];
+    const k = byKernel.get(file) ??
+      { kernel: file, family: kernelFamily(s.name), dispatches: 0, ms: 0, share: 0 };
+    k.dispatches++;
+    k.ms += s.ns / 1e6;
+    total += s.ns / 1e6;
+    byKernel.set(file, k);
+  }
+  for (const k of byKernel.values()) k.share = k.ms / total;
+  result.by_kernel = [...byKernel.values()].sort((a, b) => b.ms - a.ms);
 }

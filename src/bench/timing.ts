@@ -15,7 +15,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { checkKernels } from "../gpu/kernel.ts";
-import { Recorder } from "../gpu/recorder.ts";
+import { type KernelTiming, Recorder } from "../gpu/recorder.ts";
 
 export type Clock = "timestamps" | "wall";
 
@@ -126,6 +126,39 @@ export class GpuTimer {
       this.overheadMs = t[2];
     }
     return this.overheadMs;
+  }
+
+  /** Whether GPU timestamps are still believed (the device has them and no reading was zero). */
+  get timestampsOn(): boolean {
+    return this.timestampsOff === null;
+  }
+
+  /**
+   * GPU time of each dispatch of one recording (warm: call after the same work has run), or the reason there
+   * is none: no trusted timestamps, more dispatches than one query set holds, or spans that disagree with
+   * the wall clock of the same submit.
+   */
+  async spans(
+    fn: RecordFn,
+    make: (o: { profile: boolean; maxProfiled: number }) => Recorder,
+  ): Promise<{ spans: KernelTiming[] } | { reason: string }> {
+    if (this.timestampsOff !== null) return { reason: this.timestampsOff };
+    const over = await this.overhead();
+    const rec = make({ profile: true, maxProfiled: MAX_PROFILED });
+    fn(rec);
+    const t0 = performance.now();
+    rec.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    const wall = performance.now() - t0;
+    const spans = await rec.timings();
+    await checkKernels(this.gpu);
+    if (spans.length !== rec.dispatchCount) {
+      return {
+        reason: `${rec.dispatchCount} dispatches, more than one query set profiles (${MAX_PROFILED})`,
+      };
+    }
+    const j = judgeTimestamps(spans.reduce((a, t) => a + t.ns, 0) / 1e6, Math.max(wall - over, 1e-3));
+    return j.ok ? { spans } : { reason: j.reason };
   }
 
   /** The clock in use for kernel figures, in words (for the report's machine section). */

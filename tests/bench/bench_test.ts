@@ -135,6 +135,19 @@ Deno.test("bench --json --model tiny --steps 1: keys and finite numbers", async 
   }
   const shares = s.breakdown.reduce((a: number, b: { share: number }) => a + b.share, 0);
   assert.ok(Math.abs(shares - 1) < 1e-9);
+  // Per kernel by GPU timestamps where they are trusted: every dispatch of the step, under its WGSL file.
+  if (s.by_kernel === null) assert.equal(typeof s.by_kernel_note, "string");
+  else {
+    type K = { kernel: string; family: string; dispatches: number; share: number };
+    const dispatched = s.breakdown.filter((b: { family: string }) => b.family !== "copies")
+      .reduce((a: number, b: { dispatches: number }) => a + b.dispatches, 0);
+    assert.equal(s.by_kernel.reduce((a: number, k: K) => a + k.dispatches, 0), dispatched);
+    assert.ok(Math.abs(s.by_kernel.reduce((a: number, k: K) => a + k.share, 0) - 1) < 1e-9);
+    for (const k of s.by_kernel as K[]) {
+      assert.match(k.kernel, /^[a-z0-9_]+\.wgsl$/);
+      assert.ok(fams.includes(k.family), `${k.kernel}: family ${k.family}`);
+    }
+  }
 
   if (j.decode.available) assert.ok(j.decode.tokens_per_s > 0 && j.decode.tokens === 2);
   else assert.equal(typeof j.decode.note, "string");
