@@ -257,7 +257,8 @@ export interface StepBenchOptions {
   checkpointing: boolean;
   seed: number;
   hyper: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; maxGradNorm: number };
-  /** Time each kernel family alone (default true). */
+  /** Runs after each timed step, outside its time (the suite re-times its reference matmul there). */
+  afterEachStep?: () => Promise<void>;
 }
 
 /** What benchBreakdown needs from benchStep. */
@@ -318,6 +319,11 @@ export interface StepResult {
   submits_per_step: number;
   dispatches_per_step: number;
   breakdown: FamilyTime[] | null;
+  /**
+   * The kernel table's fastest matmul case timed again right after each step (set by the suite): the
+   * step-efficiency target pairs each step with the figure of the same moment.
+   */
+  paired_reference?: { kernel: string; table_gflops: number; gflops_after_each_step: number[] };
   /** Per kernel from one step recorded with a timestamp around every dispatch (null without trusted timestamps). */
   by_kernel: KernelTime[] | null;
   /** Why by_kernel is null. */
@@ -378,7 +384,7 @@ function syntheticBatch(B: number, T: number, V: number, seed: number): TrainBat
   };
 }
 
-function median(xs: number[]): number {
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
@@ -445,6 +451,7 @@ export async function benchStep(
     stepMs.push(r.value);
     maps = Math.max(maps, r.maps);
     submits = Math.max(submits, r.submits);
+    await o.afterEachStep?.();
   }
   await checkKernels(gpu);
   const ms = median(stepMs);

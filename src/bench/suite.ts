@@ -15,10 +15,10 @@ import { openModelSource } from "../model/session.ts";
 import type { HostTensor } from "../quant/store.ts";
 import { type Ceilings, measureCeilings } from "./ceilings.ts";
 import { benchDecode, type DecodeResult } from "./decode.ts";
-import { benchKernels, benchLadder, type KernelResult, type Ladder } from "./kernels.ts";
+import { benchKernels, benchLadder, type KernelCase, type KernelResult, type Ladder } from "./kernels.ts";
 import { type MemoryPlan, memoryPlan } from "./plan.ts";
 import { compareSubgroups, type SubgroupsComparison } from "./subgroups.ts";
-import { benchBreakdown, benchStep, loadBenchModel, type StepResult } from "./step.ts";
+import { benchBreakdown, benchStep, loadBenchModel, median, type StepResult } from "./step.ts";
 import { GpuTimer } from "./timing.ts";
 import type { Comparison } from "./compare.ts";
 
@@ -220,7 +220,18 @@ export function computeTargets(
     null,
   );
   const s = r.step;
-  const ratio = s && best ? s.gflops / best.gflops : null;
+  const unpaired = s && best ? s.gflops / best.gflops : null;
+  // Paired: step i's GFLOP/s brought to the load of the kernel table by the reference matmul timed right
+  // after it (reference at table time / reference after step i), then set against the best; the median over
+  // the steps. Equal to step_i / reference_i when the reference is the best.
+  const ref = s?.paired_reference;
+  const paired = s && best && ref && ref.gflops_after_each_step.length === s.step_ms.length
+    ? median(s.step_ms.map((ms, i) => {
+      const stepGflops = s.flop_executed / (ms * 1e6);
+      return (stepGflops * ref.table_gflops / ref.gflops_after_each_step[i]) / best.gflops;
+    }))
+    : null;
+  const ratio = paired ?? unpaired;
   const realWidth = s !== null && s.model.hidden >= REAL_WIDTH;
   const proto = r.ladder?.rungs.find((g) => g.prototype);
   const context = s
@@ -245,7 +256,15 @@ export function computeTargets(
         `${s.model.vocab}/${s.model.of_vocab}, ${s.batch}x${s.seq}) vs best matmul ${
           best.gflops.toFixed(3)
         } ` +
-        `GFLOP/s (${best.name}; engine kernels only, the ladder's prototype left out)${context}`
+        `GFLOP/s (${best.name}; engine kernels only, the ladder's prototype left out)` +
+        (paired !== null && ref
+          ? `; paired with ${ref.kernel} timed after each step (${
+            ref.gflops_after_each_step.map((g) => g.toFixed(3)).join(", ")
+          } GFLOP/s; ${ref.table_gflops.toFixed(3)} in the kernel table): ${paired.toFixed(3)}, unpaired ${
+            unpaired!.toFixed(3)
+          }`
+          : "") +
+        context
       : "needs the step and the kernel or ladder sections",
   });
   t.push({
@@ -287,6 +306,7 @@ export async function runBench(
 
   const N = settings.batch * settings.seq;
   let kernels: KernelResult[] | null = null;
+  let cases: KernelCase[] = [];
   let subgroups: SubgroupsComparison | null = null;
   if (sections.kernels) {
     const run = await benchKernels(
@@ -310,6 +330,7 @@ export async function runBench(
         ),
     );
     kernels = run.results;
+    cases = run.cases;
     subgroups = await compareSubgroups(gpu, timer, run.cases, {
       onCase: (c) =>
         log(
@@ -343,7 +364,20 @@ export async function runBench(
         `${m.config.vocab_size}/${full.vocab_size}, loaded in ${m.loadMs.toFixed(0)} ms`,
     );
     const t = cfg.training;
+    // The step-efficiency target sets the step against the fastest matmul; on a shared machine the load can
+    // change between the kernel table and the step (±20% here), so that matmul is timed again right after
+    // every step and each step is compared with the figure of its own moment (computeTargets).
+    const refResult = (kernels ?? []).filter((k) => MATMUL_FAMILIES.has(k.family))
+      .reduce<KernelResult | null>((a, b) => (!a || b.gflops > a.gflops ? b : a), null);
+    const refCase = refResult ? cases.find((c) => c.name === refResult.name) : undefined;
+    const refAfter: number[] = [];
     const s = await benchStep(gpu, pool, m, {
+      afterEachStep: refCase && sections.step
+        ? async () => {
+          const r = await timer.time(refCase.record, { minMs: 150, acceptPilotMs: 400, label: refCase.name });
+          refAfter.push(refCase.flop / (r.ms * 1e6));
+        }
+        : undefined,
       batch: settings.batch,
       seq: settings.seq,
       steps: settings.steps,
@@ -366,6 +400,13 @@ export async function runBench(
     });
     if (sections.step) {
       step = s.result;
+      if (refResult && refAfter.length === step.step_ms.length) {
+        step.paired_reference = {
+          kernel: refResult.name,
+          table_gflops: refResult.gflops,
+          gflops_after_each_step: refAfter,
+        };
+      }
       log(
         `step: ${step.ms.toFixed(0)} ms, ${step.tokens_per_s.toFixed(2)} tokens/s, ${
           step.gflops.toFixed(3)
