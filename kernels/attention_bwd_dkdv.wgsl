@@ -18,12 +18,8 @@
 // the kernel stays within WebGPU's default 8 storage buffers; dk, dv [B, T, Hkv, HD] are written (not
 // accumulated): this workgroup is the only writer of its keys. Grid: (ceil(T/BC), Hkv, B).
 
-struct Params {
-  B: u32, T: u32, Hq: u32, Hkv: u32,
-  scale: f32, cap: f32, useCap: u32, window: u32,
-  useMask: u32, invT: f32,
-  hd: u32, br: u32, bc: u32, // = HD, BR, BC: runtime copies for the inner loop bounds
-}
+// Params, MASKED_LSE, softcap, visible, recomputedProb: kernels/lib/attention_scores.wgsl.
+// #include attention_scores
 
 override HD: u32 = 64u;
 override BR: u32 = 16u;  // query rows per tile
@@ -32,7 +28,6 @@ override WG: u32 = 128u; // ≥ BR
 override HP: u32 = HD + 1u;
 override NEL: u32 = (BC * HD + WG - 1u) / WG; // dK (and dV) elements per invocation
 const MAXEL: u32 = 32u;
-const MASKED_LSE: f32 = -1e29; // lse below this (the forward masks with -1e30): the row had no visible key
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
@@ -54,41 +49,15 @@ var<workgroup> Lr: array<f32, BR>;
 var<workgroup> Dr: array<f32, BR>;
 var<workgroup> flag: u32;
 
-fn visible(b: u32, i: u32, j: u32) -> bool {
-  if (j > i || i - j >= p.window) { return false; }
-  return p.useMask == 0u || keyMask[b * p.T + j] != 0u;
-}
+// stageQueryRows: q, dO, Drow and lse of a query tile (kernels/lib/attention_query_rows.wgsl).
+// #include attention_query_rows
 
 // One query tile of query head h against this workgroup's keys [j0, j0 + BC).
 fn queryTile(qt: u32, h: u32, b: u32, j0: u32, li: u32,
              dkAcc: ptr<function, array<f32, MAXEL>>, dvAcc: ptr<function, array<f32, MAXEL>>) {
   let i0 = qt * BR;
   workgroupBarrier(); // the previous tile's readers are done
-  for (var e = li; e < BR * HD; e += WG) {
-    let r = e / HD;
-    let d = e % HD;
-    let i = i0 + r;
-    var x = 0.0;
-    var y = 0.0;
-    if (i < p.T) {
-      let o = ((b * p.T + i) * p.Hq + h) * HD + d;
-      x = q[o];
-      y = dout[o];
-    }
-    Qs[r * HP + d] = x;
-    dOs[r * HP + d] = y;
-  }
-  if (li < BR) {
-    let i = i0 + li;
-    var l = 0.0;
-    var dd = 0.0;
-    if (i < p.T) {
-      dd = rowStats[(b * p.Hq + h) * p.T + i];
-      l = rowStats[p.B * p.Hq * p.T + (b * p.Hq + h) * p.T + i];
-    }
-    Lr[li] = l;
-    Dr[li] = dd;
-  }
+  stageQueryRows(b, h, i0, li);
   workgroupBarrier();
   for (var e = li; e < BR * BC; e += WG) {
     let r = e / BC;
@@ -101,23 +70,10 @@ fn queryTile(qt: u32, h: u32, b: u32, j0: u32, li: u32,
       qk = fma(Qs[r * HP + d], Ks[c * HP + d], qk);
       dp = fma(dOs[r * HP + d], Vs[c * HP + d], dp);
     }
-    let raw = qk * p.scale;
-    var s = raw;
-    var t = 0.0;
-    if (p.useCap != 0u) {
-      t = tanh(clamp(raw / p.cap, -15.0, 15.0));
-      s = t * p.cap;
-    }
-    var pr = 0.0;
-    if (i < p.T && j < p.T) {
-      if (Lr[r] < MASKED_LSE) {
-        pr = p.invT;
-      } else if (visible(b, i, j)) {
-        pr = exp(s - Lr[r]);
-      }
-    }
+    let st = softcap(qk * p.scale);
+    let pr = recomputedProb(b, i, j, st.s, Lr[r]);
     Ps[e] = pr;
-    dSs[e] = pr * (dp - Dr[r]) * (1.0 - t * t) * p.scale;
+    dSs[e] = pr * (dp - Dr[r]) * (1.0 - st.t * st.t) * p.scale;
   }
   workgroupBarrier();
   for (var n = 0u; n < NEL; n++) {

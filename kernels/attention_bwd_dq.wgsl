@@ -10,12 +10,8 @@
 // [B, T, Hq, HD] is written.
 // Grid: (ceil(T/BR), Hq, B). One staging buffer serves V (for dP) and then K (for S and dQ).
 
-struct Params {
-  B: u32, T: u32, Hq: u32, Hkv: u32,
-  scale: f32, cap: f32, useCap: u32, window: u32,
-  useMask: u32, invT: f32,
-  hd: u32, br: u32, bc: u32, // = HD, BR, BC: runtime copies for the inner loop bounds
-}
+// Params, MASKED_LSE, softcap, visible, recomputedProb: kernels/lib/attention_scores.wgsl.
+// #include attention_scores
 
 override HD: u32 = 64u;
 override BR: u32 = 32u;
@@ -24,7 +20,6 @@ override WG: u32 = 128u; // ≥ BR
 override HP: u32 = HD + 1u;
 override NEL: u32 = (BR * HD + WG - 1u) / WG;
 const MAXEL: u32 = 32u;
-const MASKED_LSE: f32 = -1e29;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
@@ -43,32 +38,10 @@ var<workgroup> Lr: array<f32, BR>;
 var<workgroup> Dr: array<f32, BR>;
 var<workgroup> flag: u32;
 
-fn visible(b: u32, i: u32, j: u32) -> bool {
-  if (j > i || i - j >= p.window) { return false; }
-  return p.useMask == 0u || keyMask[b * p.T + j] != 0u;
-}
-
-fn loadK(b: u32, g: u32, j0: u32, li: u32) {
-  for (var e = li; e < BC * HD; e += WG) {
-    let c = e / HD;
-    let d = e % HD;
-    let j = j0 + c;
-    var x = 0.0;
-    if (j < p.T) { x = k[((b * p.T + j) * p.Hkv + g) * HD + d]; }
-    KVs[c * HP + d] = x;
-  }
-}
-
-fn loadV(b: u32, g: u32, j0: u32, li: u32) {
-  for (var e = li; e < BC * HD; e += WG) {
-    let c = e / HD;
-    let d = e % HD;
-    let j = j0 + c;
-    var x = 0.0;
-    if (j < p.T) { x = v[((b * p.T + j) * p.Hkv + g) * HD + d]; }
-    KVs[c * HP + d] = x;
-  }
-}
+// loadK / loadV (kernels/lib/attention_kv_tile.wgsl); stageQueryRows: q, dO, Drow and lse of the query tile
+// (kernels/lib/attention_query_rows.wgsl).
+// #include attention_kv_tile
+// #include attention_query_rows
 
 fn keyTile(kt: u32, b: u32, g: u32, i0: u32, li: u32, acc: ptr<function, array<f32, MAXEL>>) {
   let j0 = kt * BC;
@@ -92,22 +65,9 @@ fn keyTile(kt: u32, b: u32, g: u32, i0: u32, li: u32, acc: ptr<function, array<f
     let j = j0 + c;
     var qk = 0.0;
     for (var d = 0u; d < p.hd; d++) { qk = fma(Qs[r * HP + d], KVs[c * HP + d], qk); }
-    let raw = qk * p.scale;
-    var s = raw;
-    var t = 0.0;
-    if (p.useCap != 0u) {
-      t = tanh(clamp(raw / p.cap, -15.0, 15.0));
-      s = t * p.cap;
-    }
-    var pr = 0.0;
-    if (i < p.T && j < p.T) {
-      if (Lr[r] < MASKED_LSE) {
-        pr = p.invT;
-      } else if (visible(b, i, j)) {
-        pr = exp(s - Lr[r]);
-      }
-    }
-    Ss[e] = pr * (Ss[e] - Dr[r]) * (1.0 - t * t) * p.scale; // same invocation wrote dP at e
+    let st = softcap(qk * p.scale);
+    let pr = recomputedProb(b, i, j, st.s, Lr[r]);
+    Ss[e] = pr * (Ss[e] - Dr[r]) * (1.0 - st.t * st.t) * p.scale; // same invocation wrote dP at e
   }
   workgroupBarrier();
   for (var n = 0u; n < NEL; n++) {
@@ -130,31 +90,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let g = h / (p.Hq / p.Hkv);
   let i0 = qt * BR;
   let iLast = min(i0 + BR, p.T) - 1u;
-  for (var e = li; e < BR * HD; e += WG) {
-    let r = e / HD;
-    let d = e % HD;
-    let i = i0 + r;
-    var x = 0.0;
-    var y = 0.0;
-    if (i < p.T) {
-      let o = ((b * p.T + i) * p.Hq + h) * HD + d;
-      x = q[o];
-      y = dout[o];
-    }
-    Qs[r * HP + d] = x;
-    dOs[r * HP + d] = y;
-  }
-  if (li < BR) {
-    let i = i0 + li;
-    var l = 0.0;
-    var dd = 0.0;
-    if (i < p.T) {
-      dd = rowStats[(b * p.Hq + h) * p.T + i];
-      l = rowStats[p.B * p.Hq * p.T + (b * p.Hq + h) * p.T + i];
-    }
-    Lr[li] = l;
-    Dr[li] = dd;
-  }
+  stageQueryRows(b, h, i0, li);
   workgroupBarrier();
   if (li == 0u) {
     var f = 0u;

@@ -20,12 +20,8 @@
 // because fully unrolled constant-bound loops made lavapipe's LLVM take ~45 s per pipeline (D = 8), and
 // keyTile has a single call site for the same reason.
 
-struct Params {
-  B: u32, T: u32, Hq: u32, Hkv: u32,
-  scale: f32, cap: f32, useCap: u32, window: u32,
-  useMask: u32, invT: f32,
-  hd: u32, br: u32, bc: u32, // = HD, BR, BC: runtime copies for the inner loop bounds (see below)
-}
+// Params, MASKED, softcap and visible: kernels/lib/attention_scores.wgsl.
+// #include attention_scores
 
 override HD: u32 = 64u;  // head dim
 override BR: u32 = 32u;  // query rows per workgroup
@@ -34,7 +30,6 @@ override WG: u32 = 128u; // invocations per workgroup (≥ BR)
 override HP: u32 = HD + 1u;
 override NEL: u32 = (BR * HD + WG - 1u) / WG; // output elements per invocation (≤ MAXEL, checked by the host)
 const MAXEL: u32 = 32u;
-const MASKED: f32 = -1e30;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -52,40 +47,8 @@ var<workgroup> Lrow: array<f32, BR>;     // running Σ exp(s − max)
 var<workgroup> Arow: array<f32, BR>;     // this tile's rescale factor exp(m_old − m_new)
 var<workgroup> flag: u32;
 
-// tanh(s/cap)·cap; the clamp keeps tanh's exp-based lowering finite (tanh(15) is 1 in f32).
-fn softcap(raw: f32) -> f32 {
-  if (p.useCap == 0u) { return raw; }
-  return tanh(clamp(raw / p.cap, -15.0, 15.0)) * p.cap;
-}
-
-// Key j visible to query i (both < T): causal, sliding window (window == T when off), key padding.
-fn visible(b: u32, i: u32, j: u32) -> bool {
-  if (j > i || i - j >= p.window) { return false; }
-  return p.useMask == 0u || keyMask[b * p.T + j] != 0u;
-}
-
-// Stage keys [j0, j0 + BC) of kv head g (K or V) into KVs, zero past T.
-fn loadK(b: u32, g: u32, j0: u32, li: u32) {
-  for (var e = li; e < BC * HD; e += WG) {
-    let c = e / HD;
-    let d = e % HD;
-    let j = j0 + c;
-    var x = 0.0;
-    if (j < p.T) { x = k[((b * p.T + j) * p.Hkv + g) * HD + d]; }
-    KVs[c * HP + d] = x;
-  }
-}
-
-fn loadV(b: u32, g: u32, j0: u32, li: u32) {
-  for (var e = li; e < BC * HD; e += WG) {
-    let c = e / HD;
-    let d = e % HD;
-    let j = j0 + c;
-    var x = 0.0;
-    if (j < p.T) { x = v[((b * p.T + j) * p.Hkv + g) * HD + d]; }
-    KVs[c * HP + d] = x;
-  }
-}
+// loadK / loadV: stage keys [j0, j0 + BC) of kv head g into KVs (kernels/lib/attention_kv_tile.wgsl).
+// #include attention_kv_tile
 
 // One key tile: scores, online softmax update, O = O·a + P·V. Called in uniform control flow.
 fn keyTile(kt: u32, b: u32, g: u32, i0: u32, li: u32, acc: ptr<function, array<f32, MAXEL>>) {
@@ -98,7 +61,7 @@ fn keyTile(kt: u32, b: u32, g: u32, i0: u32, li: u32, acc: ptr<function, array<f
     let c = e % BC;
     var dot = 0.0;
     for (var d = 0u; d < p.hd; d++) { dot = fma(Qs[r * HP + d], KVs[c * HP + d], dot); }
-    var s = softcap(dot * p.scale);
+    var s = softcap(dot * p.scale).s;
     let i = i0 + r;
     let j = j0 + c;
     if (i >= p.T || j >= p.T || !visible(b, i, j)) { s = MASKED; }

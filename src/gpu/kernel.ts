@@ -16,7 +16,8 @@
  * fallback. `reduce`: kernels/lib/reduce_subgroup.wgsl or reduce_workgroup.wgsl (workgroup sums and maxima);
  * `row8`: kernels/lib/row8_subgroup.wgsl (needs subgroups ≥ 8 lanes) or row8_load.wgsl (an operand row shared
  * by a register-blocked workgroup). MAIEUTIC_SUBGROUPS=0 forces every fallback (tests run both). A library
- * can also be one text for every device (`nf4_regs`: the register-blocked kernels' NF4 dequantization).
+ * can also be one text for every device (`nf4_regs`: the register-blocked kernels' NF4 dequantization;
+ * `attention_scores`, `attention_kv_tile`, `attention_query_rows`: what the tiled attention kernels share).
  */
 import { type Gpu, subgroupsFromEnv } from "./device.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
@@ -24,6 +25,9 @@ import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with
 import row8SubgroupSource from "../../kernels/lib/row8_subgroup.wgsl" with { type: "text" };
 import row8LoadSource from "../../kernels/lib/row8_load.wgsl" with { type: "text" };
 import nf4RegsSource from "../../kernels/lib/nf4_regs.wgsl" with { type: "text" };
+import attentionScoresSource from "../../kernels/lib/attention_scores.wgsl" with { type: "text" };
+import attentionKvTileSource from "../../kernels/lib/attention_kv_tile.wgsl" with { type: "text" };
+import attentionQueryRowsSource from "../../kernels/lib/attention_query_rows.wgsl" with { type: "text" };
 
 export interface KernelSpec {
   /** File name under kernels/, used in errors and profiles, e.g. "matmul.wgsl". */
@@ -63,6 +67,9 @@ const LIBRARIES: Record<string, Library> = {
     },
   },
   nf4_regs: { shared: { file: "lib/nf4_regs.wgsl", code: nf4RegsSource } },
+  attention_scores: { shared: { file: "lib/attention_scores.wgsl", code: attentionScoresSource } },
+  attention_kv_tile: { shared: { file: "lib/attention_kv_tile.wgsl", code: attentionKvTileSource } },
+  attention_query_rows: { shared: { file: "lib/attention_query_rows.wgsl", code: attentionQueryRowsSource } },
 };
 
 /** The variant of each library on this device (reductionsFor, and the library's subgroup width). */
