@@ -145,7 +145,7 @@ export function memoryPlan(o: PlanOptions): MemoryPlan {
     not_counted: [
       "uniform-parameter arenas of the Recorders (64 KiB chunks, reused)",
       "per-device constants: NF4 tables (1 KiB), placeholder and no-mask buffers (16 B each)",
-      "the step's 16-byte scalar buffer and readback staging (8 bytes per step)",
+      "the step's 16-byte mappable scalar buffer (loss and gradient norm)",
       "the driver's own allocations (pipelines, command buffers)",
       'eval-time generation (src/model/decode.ts, kind "decode": KV cache and decode activations)',
     ],

@@ -1,45 +1,64 @@
 /**
- * The engine as the training loop sees it (TrainEngine): one command buffer per micro-batch, one for the
- * optimizer step, and a single readback per step (the loss sum and the gradient norm copied side by side).
+ * The engine as the training loop sees it (TrainEngine): one command buffer per micro-batch (the first also
+ * zeroes the gradients), one for the optimizer step, and a single readback per step: the optimizer's command
+ * buffer copies the loss sum and the gradient norm side by side into a mappable buffer the engine keeps, so
+ * reading them costs one mapAsync and allocates nothing (DESIGN §9: no allocation in the steady state).
  * Plus the evaluation loss over a list of batches (forward only, one readback at the end).
  */
 import type { Gemma2Engine } from "../model/engine.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { readF32 } from "../gpu/readback.ts";
-import { createBuffer } from "../gpu/buffers.ts";
+import { checkKernels } from "../gpu/kernel.ts";
 import type { TrainBatch, TrainEngine } from "./loop.ts";
 import { type AdamWHyper, recordAdamW, recordClip } from "./optimizer.ts";
 
 export class GpuTrainEngine implements TrainEngine {
+  /** [loss sum, target count, grad norm, clip factor] of the last optimizer step, mappable. */
   private readonly scalars: GPUBuffer;
+  private zeroGradPending = false;
+  private reading = false;
 
   constructor(readonly engine: Gemma2Engine) {
     if (!engine.gpu || !engine.optimizer) throw new Error("GpuTrainEngine needs a training engine on a GPU");
-    this.scalars = createBuffer(engine.gpu, "step-scalars", 16);
+    this.scalars = engine.gpu.device.createBuffer({
+      label: "step-scalars",
+      size: 16,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
   }
 
   private rec(label: string): Recorder {
     return new Recorder(this.engine.gpu!, { label });
   }
 
+  /** The gradients are zeroed at the start of the step's first micro-batch (no command buffer of its own). */
   beginStep(): void {
-    const r = this.rec("zero-grad");
-    this.engine.recordZeroGrad(r);
-    r.submit();
+    this.zeroGradPending = true;
   }
 
   microBatch(b: TrainBatch, gradScale: number, dropoutSeed: number): void {
     const s = { B: b.rows, T: b.seqLen };
     this.engine.setBatch(b.inputIds, b.labels, b.attentionMask, s);
     const r = this.rec("micro-batch");
+    if (this.zeroGradPending) {
+      this.engine.recordZeroGrad(r);
+      this.zeroGradPending = false;
+    }
     this.engine.recordForward(r, s, { dropoutStep: dropoutSeed, accumulateLoss: true });
     this.engine.recordBackward(r, s, gradScale, dropoutSeed);
     r.submit();
   }
 
   optimizerStep(h: AdamWHyper, step: number): void {
+    // The copy into the mappable buffer below is invalid while it is mapped: readStep must have finished.
+    if (this.reading) throw new Error("optimizerStep while the previous step's readStep is still reading");
     const o = this.engine.optimizer!;
     const r = this.rec("optimizer");
+    if (this.zeroGradPending) {
+      // A step without micro-batches still starts from zero gradients.
+      this.engine.recordZeroGrad(r);
+      this.zeroGradPending = false;
+    }
     this.engine.recordSnapshot(r);
     recordClip(r, o, h.maxGradNorm);
     recordAdamW(r, o, h, step);
@@ -49,8 +68,16 @@ export class GpuTrainEngine implements TrainEngine {
   }
 
   async readStep(): Promise<{ lossSum: number; gradNorm: number }> {
-    const v = await readF32(this.engine.gpu!, this.scalars, 0, 4);
-    return { lossSum: v[0], gradNorm: v[2] };
+    this.reading = true;
+    try {
+      await checkKernels(this.engine.gpu!);
+      await this.scalars.mapAsync(GPUMapMode.READ);
+      const v = new Float32Array(this.scalars.getMappedRange(0, 16).slice(0));
+      this.scalars.unmap();
+      return { lossSum: v[0], gradNorm: v[2] };
+    } finally {
+      this.reading = false;
+    }
   }
 
   restoreSnapshot(): void {
