@@ -45,8 +45,8 @@ export interface TimeOptions {
   clock?: "auto" | "wall";
 }
 
-/** The most dispatches one profiled run records (the query set holds 2 per dispatch; WebGPU caps it at 4096). */
-const MAX_PROFILED = 2048;
+/** The most dispatches one profiled run records (a seed-config step has ~1 500; query sets of 2 048 each). */
+const MAX_PROFILED = 8192;
 
 /**
  * Whether the timestamps of one run can be believed, given its wall time less the submit overhead. GPU time

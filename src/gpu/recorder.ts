@@ -12,6 +12,8 @@ export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: n
 
 const SLOT = 256;
 const CHUNK = 64 * 1024;
+/** Dispatches per timestamp query set (2 queries each; WebGPU caps a query set at 4096 queries). */
+const PROFILED_PER_SET = 2048;
 const freeChunks = new WeakMap<GPUDevice, GPUBuffer[]>();
 
 export interface KernelTiming {
@@ -32,19 +34,23 @@ export class Recorder {
   private pass: GPUComputePassEncoder | undefined;
   private chunks: { buffer: GPUBuffer; data: Uint8Array<ArrayBuffer>; used: number }[] = [];
   private readonly profile: boolean;
-  private querySet: GPUQuerySet | undefined;
+  private readonly maxProfiled: number;
+  /** Created as the profiled dispatches fill them (PROFILED_PER_SET each). */
+  private querySets: GPUQuerySet[] = [];
   private queryNames: string[] = [];
+  private passProfiled = false;
   private resolveBuffer: GPUBuffer | undefined;
   private submitted = false;
   dispatchCount = 0;
 
+  /**
+   * `profile` (with timestamp-query): every dispatch gets its own compute pass with a begin and an end
+   * timestamp, up to `maxProfiled` dispatches (default 2048; later ones run unprofiled); `timings()` reads them.
+   */
   constructor(readonly gpu: Gpu, opts: { label?: string; profile?: boolean; maxProfiled?: number } = {}) {
     this.encoder = gpu.device.createCommandEncoder({ label: opts.label });
     this.profile = Boolean(opts.profile && gpu.timestamps);
-    if (this.profile) {
-      const count = 2 * (opts.maxProfiled ?? 2048);
-      this.querySet = gpu.device.createQuerySet({ type: "timestamp", count });
-    }
+    this.maxProfiled = opts.maxProfiled ?? PROFILED_PER_SET;
   }
 
   private paramSlot(values: readonly ParamValue[]): { buffer: GPUBuffer; offset: number; size: number } {
@@ -70,26 +76,35 @@ export class Recorder {
   }
 
   private computePass(name: string): GPUComputePassEncoder {
-    if (this.profile && this.querySet) {
+    if (this.profile && this.queryNames.length < this.maxProfiled) {
       this.endPass();
       const i = this.queryNames.length;
-      if (2 * i + 2 > this.querySet.count) return this.pass ??= this.encoder.beginComputePass();
+      const local = i % PROFILED_PER_SET;
+      if (local === 0) {
+        this.querySets.push(
+          this.gpu.device.createQuerySet({ type: "timestamp", count: 2 * PROFILED_PER_SET }),
+        );
+      }
       this.queryNames.push(name);
+      this.passProfiled = true;
       this.pass = this.encoder.beginComputePass({
         timestampWrites: {
-          querySet: this.querySet,
-          beginningOfPassWriteIndex: 2 * i,
-          endOfPassWriteIndex: 2 * i + 1,
+          querySet: this.querySets[this.querySets.length - 1],
+          beginningOfPassWriteIndex: 2 * local,
+          endOfPassWriteIndex: 2 * local + 1,
         },
       });
       return this.pass;
     }
+    // Past maxProfiled: the profiled pass is closed (its end timestamp must not cover later dispatches).
+    if (this.passProfiled) this.endPass();
     return this.pass ??= this.encoder.beginComputePass();
   }
 
   private endPass(): void {
     this.pass?.end();
     this.pass = undefined;
+    this.passProfiled = false;
   }
 
   /**
@@ -151,14 +166,18 @@ export class Recorder {
   submit(): void {
     if (this.submitted) throw new Error("Recorder already submitted");
     this.endPass();
-    if (this.querySet && this.queryNames.length) {
-      const bytes = this.queryNames.length * 16;
+    if (this.queryNames.length) {
+      const n = this.queryNames.length;
       this.resolveBuffer = this.gpu.device.createBuffer({
         label: "timestamps",
-        size: bytes,
+        size: n * 16,
         usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
       });
-      this.encoder.resolveQuerySet(this.querySet, 0, this.queryNames.length * 2, this.resolveBuffer, 0);
+      // Set s holds dispatches [s·PER_SET, ...): resolved at byte s·PER_SET·16, a multiple of 256 as required.
+      this.querySets.forEach((set, s) => {
+        const count = Math.min(PROFILED_PER_SET, n - s * PROFILED_PER_SET);
+        this.encoder.resolveQuerySet(set, 0, 2 * count, this.resolveBuffer!, s * PROFILED_PER_SET * 16);
+      });
     }
     const { queue } = this.gpu.device;
     for (const c of this.chunks) queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
@@ -178,7 +197,7 @@ export class Recorder {
     const raw = await readBuffer(this.gpu, this.resolveBuffer, 0, this.resolveBuffer.size);
     const t = new BigUint64Array(raw);
     this.resolveBuffer.destroy();
-    this.querySet?.destroy();
+    for (const set of this.querySets) set.destroy();
     return this.queryNames.map((name, i) => ({ name, ns: Number(t[2 * i + 1] - t[2 * i]) }));
   }
 }

@@ -57,6 +57,30 @@ Deno.test("Recorder profile mode: one span per dispatch, results unchanged", asy
   assert.equal(small.dispatchCount, 3);
   assert.equal(some.length, gpu.timestamps ? 2 : 0);
   assert.deepEqual(await readF32(gpu, dst), await readF32(gpu, src));
+
+  // More dispatches than one query set holds (2048): a second set is opened and resolved after the first.
+  const many = new Recorder(gpu, { profile: true, maxProfiled: 4096 });
+  const fmaEvery = 7;
+  for (let i = 0; i < 2053; i++) {
+    if (i % fmaEvery === 0) recordFma(many, out, 64, 3);
+    else recordCopy(many, src, dst, n);
+  }
+  const all = await many.timings();
+  if (gpu.timestamps) {
+    assert.equal(all.length, 2053);
+    assert.deepEqual(
+      all.map((s, i) => [i, s.name.split("#")[0]]).filter(([i, name]) =>
+        name !== ((i as number) % fmaEvery === 0 ? "bench_fma.wgsl" : "bench_copy.wgsl")
+      ),
+      [],
+    );
+    for (const s of all) assert.ok(Number.isFinite(s.ns) && s.ns >= 0);
+    const sum = (xs: { ns: number }[]) => xs.reduce((a, s) => a + s.ns, 0);
+    // Where the device's timestamps are real, the second set's spans are too (resolved at the right offset).
+    if (sum(all.slice(0, 2048)) > 0) assert.ok(sum(all.slice(2048)) > 0, "second query set read zeros");
+  } else {
+    assert.deepEqual(all, []);
+  }
 });
 
 Deno.test("GpuTimer: every figure says its clock; untrusted timestamps fall back to the wall clock", async () => {
