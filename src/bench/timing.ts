@@ -5,9 +5,10 @@
  *   - GPU timestamps (feature "timestamp-query"): a begin/end timestamp around every dispatch's compute pass
  *     (Recorder profile mode); the time of a repetition is the sum of its dispatches' spans, so the submit and
  *     the host wait are not in it. wgpu resolves timestamps in device ticks, not the nanoseconds WebGPU
- *     specifies (gfx-rs/wgpu#6719; one tick is 1 ns on NVIDIA, longer on Intel and AMD), and lavapipe writes
- *     zeros, so each reading is checked against the wall clock of the same submit (`judgeTimestamps`) and the
- *     wall figure used when they disagree; all zeros turn the timestamps off for the rest of the run.
+ *     specifies (gfx-rs/wgpu#6719; one tick is 1 ns on NVIDIA, longer on Intel and AMD), and some drivers
+ *     write zeros, so each reading is checked against the wall clock of the same submit (`judgeTimestamps`)
+ *     and the wall figure used when they disagree; all zeros turn the timestamps off for the rest of the run.
+ *     (lavapipe's pass timestamps, Mesa 25, are real and agree with the wall clock: BENCHMARKS.md.)
  *   - wall clock around `queue.onSubmittedWorkDone()`: the fixed cost of a submit + await (≥ 11 ms on
  *     lavapipe, measured by `overhead()` with an empty command buffer) is subtracted and the rest divided by
  *     the repetitions.
@@ -75,6 +76,11 @@ export function judgeTimestamps(
   return { ok: true };
 }
 
+/** Total milliseconds of a run's dispatch spans. */
+function spanMs(spans: readonly KernelTiming[]): number {
+  return spans.reduce((a, t) => a + t.ns, 0) / 1e6;
+}
+
 /** Records into a Recorder; called once per repetition. */
 export type RecordFn = (rec: Recorder) => void;
 
@@ -96,47 +102,46 @@ export class GpuTimer {
       : "the adapter has no timestamp-query feature";
   }
 
+  /**
+   * One submit of `reps` recordings, its wall time and, when profiled, every dispatch's span (undefined when
+   * some dispatches went unprofiled: more than MAX_PROFILED).
+   */
   private async run(
     fn: RecordFn,
     reps: number,
-    label: string,
-    o: { make?: () => Recorder; profile?: boolean } = {},
-  ): Promise<{ wall: number; gpuMs?: number }> {
-    const rec = o.make
-      ? o.make()
-      : new Recorder(this.gpu, { label, profile: o.profile, maxProfiled: MAX_PROFILED });
+    make: (o: { profile: boolean; maxProfiled: number }) => Recorder,
+    profile = false,
+  ): Promise<{ wall: number; spans?: KernelTiming[] }> {
+    const rec = make({ profile, maxProfiled: MAX_PROFILED });
     for (let i = 0; i < reps; i++) fn(rec);
     const t0 = performance.now();
     rec.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
     const wall = performance.now() - t0;
-    if (!o.profile || o.make) return { wall };
+    if (!profile) return { wall };
     const spans = await rec.timings();
-    // A run with more dispatches than the query set holds is only partly profiled: no GPU figure then.
-    if (spans.length !== rec.dispatchCount) return { wall };
-    return { wall, gpuMs: spans.reduce((a, t) => a + t.ns, 0) / 1e6 };
+    return { wall, spans: spans.length === rec.dispatchCount ? spans : undefined };
+  }
+
+  private plain(label: string) {
+    return (o: { profile: boolean; maxProfiled: number }) => new Recorder(this.gpu, { label, ...o });
   }
 
   /** Median wall time of an empty submit + await (cached). */
   async overhead(): Promise<number> {
     if (this.overheadMs === undefined) {
       const t: number[] = [];
-      for (let i = 0; i < 5; i++) t.push((await this.run(() => {}, 0, "bench-empty")).wall);
+      for (let i = 0; i < 5; i++) t.push((await this.run(() => {}, 0, this.plain("bench-empty"))).wall);
       t.sort((a, b) => a - b);
       this.overheadMs = t[2];
     }
     return this.overheadMs;
   }
 
-  /** Whether GPU timestamps are still believed (the device has them and no reading was zero). */
-  get timestampsOn(): boolean {
-    return this.timestampsOff === null;
-  }
-
   /**
    * GPU time of each dispatch of one recording (warm: call after the same work has run), or the reason there
-   * is none: no trusted timestamps, more dispatches than one query set holds, or spans that disagree with
-   * the wall clock of the same submit.
+   * is none: no trusted timestamps, more than MAX_PROFILED dispatches, or spans that disagree with the wall
+   * clock of the same submit.
    */
   async spans(
     fn: RecordFn,
@@ -144,21 +149,11 @@ export class GpuTimer {
   ): Promise<{ spans: KernelTiming[] } | { reason: string }> {
     if (this.timestampsOff !== null) return { reason: this.timestampsOff };
     const over = await this.overhead();
-    const rec = make({ profile: true, maxProfiled: MAX_PROFILED });
-    fn(rec);
-    const t0 = performance.now();
-    rec.submit();
-    await this.gpu.device.queue.onSubmittedWorkDone();
-    const wall = performance.now() - t0;
-    const spans = await rec.timings();
+    const r = await this.run(fn, 1, make, true);
     await checkKernels(this.gpu);
-    if (spans.length !== rec.dispatchCount) {
-      return {
-        reason: `${rec.dispatchCount} dispatches, more than one query set profiles (${MAX_PROFILED})`,
-      };
-    }
-    const j = judgeTimestamps(spans.reduce((a, t) => a + t.ns, 0) / 1e6, Math.max(wall - over, 1e-3));
-    return j.ok ? { spans } : { reason: j.reason };
+    if (!r.spans) return { reason: `more than ${MAX_PROFILED} dispatches to profile` };
+    const j = judgeTimestamps(spanMs(r.spans), Math.max(r.wall - over, 1e-3));
+    return j.ok ? { spans: r.spans } : { reason: j.reason };
   }
 
   /** The clock in use for kernel figures, in words (for the report's machine section). */
@@ -186,14 +181,15 @@ export class GpuTimer {
     const auto = (o.clock ?? "auto") === "auto" && !o.recorder;
     const measure = async (reps: number): Promise<Timing> => {
       const profile = auto && this.timestampsOff === null;
-      const r = await this.run(fn, reps, label, { make: o.recorder, profile });
+      const r = await this.run(fn, reps, o.recorder ?? this.plain(label), profile);
       await checkKernels(this.gpu);
       const wallNet = Math.max(r.wall - over, 1e-3);
-      if (profile && r.gpuMs !== undefined) {
-        const j = judgeTimestamps(r.gpuMs, wallNet);
-        if (j.ok) return { ms: r.gpuMs / reps, reps, wallMs: r.wall, clock: "timestamps" };
+      if (r.spans) {
+        const gpuMs = spanMs(r.spans);
+        const j = judgeTimestamps(gpuMs, wallNet);
+        if (j.ok) return { ms: gpuMs / reps, reps, wallMs: r.wall, clock: "timestamps" };
         this.lastFallback = j.reason;
-        if (r.gpuMs === 0) this.timestampsOff = j.reason;
+        if (gpuMs === 0) this.timestampsOff = j.reason;
       }
       return { ms: wallNet / reps, reps, wallMs: r.wall, clock: "wall" };
     };
