@@ -342,15 +342,20 @@ export interface StepResult {
   };
 }
 
-/** Counts GPUBuffer.mapAsync (readbacks) and GPUQueue.submit (command buffers) while `fn` runs. */
+/**
+ * Counts GPUBuffer.mapAsync (readbacks), command buffers passed to GPUQueue.submit and
+ * GPUDevice.createBuffer calls (allocations) while `fn` runs.
+ */
 export async function countGpuCalls<T>(
   fn: () => Promise<T>,
-): Promise<{ value: T; maps: number; submits: number }> {
+): Promise<{ value: T; maps: number; submits: number; buffers: number }> {
   const bufferProto = GPUBuffer.prototype as unknown as { mapAsync: (...a: unknown[]) => Promise<void> };
   const queueProto = GPUQueue.prototype as unknown as { submit: (...a: unknown[]) => void };
+  const deviceProto = GPUDevice.prototype as unknown as { createBuffer: (...a: unknown[]) => GPUBuffer };
   const map0 = bufferProto.mapAsync;
   const submit0 = queueProto.submit;
-  let maps = 0, submits = 0;
+  const create0 = deviceProto.createBuffer;
+  let maps = 0, submits = 0, buffers = 0;
   bufferProto.mapAsync = function (this: unknown, ...a: unknown[]) {
     maps++;
     return map0.apply(this, a);
@@ -359,11 +364,16 @@ export async function countGpuCalls<T>(
     submits += (a[0] as unknown[]).length;
     return submit0.apply(this, a);
   };
+  deviceProto.createBuffer = function (this: unknown, ...a: unknown[]) {
+    buffers++;
+    return create0.apply(this, a);
+  };
   try {
-    return { value: await fn(), maps, submits };
+    return { value: await fn(), maps, submits, buffers };
   } finally {
     bufferProto.mapAsync = map0;
     queueProto.submit = submit0;
+    deviceProto.createBuffer = create0;
   }
 }
 

@@ -10,34 +10,7 @@ import { tinyConfig } from "../../src/model/tiny.ts";
 import { GpuTrainEngine } from "../../src/train/step_engine.ts";
 import type { TrainBatch } from "../../src/train/loop.ts";
 import { testGpu } from "../helpers/gpu.ts";
-
-/** Counts buffer creations, submitted command buffers and mapAsync calls while `fn` runs. */
-async function census<T>(
-  fn: () => Promise<T>,
-): Promise<{ value: T; buffers: number; submits: number; maps: number }> {
-  const dev = GPUDevice.prototype as unknown as { createBuffer: (...a: unknown[]) => GPUBuffer };
-  const queue = GPUQueue.prototype as unknown as { submit: (...a: unknown[]) => void };
-  const buf = GPUBuffer.prototype as unknown as { mapAsync: (...a: unknown[]) => Promise<void> };
-  const [create0, submit0, map0] = [dev.createBuffer, queue.submit, buf.mapAsync];
-  const n = { buffers: 0, submits: 0, maps: 0 };
-  dev.createBuffer = function (this: unknown, ...a: unknown[]) {
-    n.buffers++;
-    return create0.apply(this, a);
-  };
-  queue.submit = function (this: unknown, ...a: unknown[]) {
-    n.submits += (a[0] as unknown[]).length;
-    return submit0.apply(this, a);
-  };
-  buf.mapAsync = function (this: unknown, ...a: unknown[]) {
-    n.maps++;
-    return map0.apply(this, a);
-  };
-  try {
-    return { value: await fn(), ...n };
-  } finally {
-    [dev.createBuffer, queue.submit, buf.mapAsync] = [create0, submit0, map0];
-  }
-}
+import { countGpuCalls } from "../../src/bench/step.ts";
 
 Deno.test("GpuTrainEngine steady state: no buffer created, 2 command buffers and 1 readback per step", async () => {
   const gpu = await testGpu();
@@ -73,7 +46,7 @@ Deno.test("GpuTrainEngine steady state: no buffer created, 2 command buffers and
   };
   const first = await step(1); // warm: pipelines, pool chunks, the parameter arena
   const runs = [];
-  for (let i = 2; i <= 3; i++) runs.push(await census(() => step(i)));
+  for (let i = 2; i <= 3; i++) runs.push(await countGpuCalls(() => step(i)));
   for (const r of runs) {
     assert.equal(r.buffers, 0, "a warm step created GPU buffers");
     assert.equal(r.submits, 2);
