@@ -17,7 +17,10 @@ export const CSV_COLUMNS = [
   "loss",
   "learning_rate",
   "grad_norm",
+  // Real (non-padding) tokens per second of optimizer-step time, and the padding positions computed beside
+  // them (src/train/loop.ts: eval, generation and checkpoints are not in the clock).
   "tokens_per_second",
+  "padded_tokens_per_second",
   "elapsed_seconds",
   "eval_loss",
   "eval_perplexity",

@@ -5,6 +5,13 @@
  *   of an epoch steps too; the loss of a step is normalized by the target tokens of its whole window;
  * - LR of step k is the schedule at k-1; clipping and AdamW run on the GPU; one readback per logged step.
  * The loop is engine-agnostic (TrainEngine) so it can be tested with a fake engine.
+ *
+ * Throughput (issue #19): tokens_per_second counts real tokens (attention mask 1) only; the padding positions
+ * the GPU also computed are logged apart (padded_tokens_per_second), so the two add up to the positions
+ * processed. The window clock counts only the optimizer steps themselves (from recording the first micro-batch
+ * to the step's readback), never evaluate (eval loss and generation), save (checkpoints) or log: a window
+ * that follows an eval is not slower for it. The state keeps train, eval and save seconds apart, so the
+ * summary splits the wall time and a resumed run reports totals.
  */
 import type { TrainingConfig } from "../config/schema.ts";
 import { lrAtStep, type StepPlan } from "./schedule.ts";
@@ -47,11 +54,24 @@ export interface LoopHooks {
   /** Saves a checkpoint for `step`; returns its directory. */
   save(step: number, state: TrainerState): Promise<string>;
   log(
-    entry: LogEntry & { tokens_per_second?: number; elapsed_seconds?: number },
+    entry: LogEntry & {
+      tokens_per_second?: number;
+      padded_tokens_per_second?: number;
+      elapsed_seconds?: number;
+    },
     state: TrainerState,
   ): Promise<void>;
   /** Checked after every optimizer step: true stops the run after a checkpoint (Ctrl-C). */
   interrupted(): boolean;
+  /** Milliseconds of a monotonic clock (default performance.now; tests pass a fake one). */
+  clock?: () => number;
+}
+
+/** Real (attention-mask 1) and padding positions of a batch. */
+export function batchTokens(b: TrainBatch): { real: number; padding: number } {
+  let real = 0;
+  for (let i = 0; i < b.attentionMask.length; i++) real += b.attentionMask[i] ? 1 : 0;
+  return { real, padding: b.rows * b.seqLen - real };
 }
 
 export type StopReason = "completed" | "interrupted" | "early_stopping" | "watchdog";
@@ -89,7 +109,10 @@ export function newTrainerState(t: TrainingConfig, plan: StepPlan): TrainerState
     best_model_checkpoint: null,
     early_stopping_patience_counter: 0,
     train_tokens: 0,
+    train_padding_tokens: 0,
     train_seconds: 0,
+    eval_seconds: 0,
+    save_seconds: 0,
   };
 }
 
@@ -124,11 +147,24 @@ export async function trainLoop(
   let logLossSum = 0;
   let logLossSteps = 0;
   let logTokens = 0;
-  let logStart = performance.now();
-  const runStart = performance.now() - state.train_seconds * 1000;
+  let logPadding = 0;
+  /** Milliseconds of optimizer steps in the current log window. */
+  let logTrainMs = 0;
+  const clock = hooks.clock ?? (() => performance.now());
+  const runStart = clock() - (state.train_seconds + state.eval_seconds + state.save_seconds) * 1000;
+  const timed = async <T>(kind: "eval_seconds" | "save_seconds", f: () => Promise<T>): Promise<T> => {
+    const t0 = clock();
+    try {
+      return await f();
+    } finally {
+      state[kind] += (clock() - t0) / 1000;
+    }
+  };
+  const evaluate = hooks.evaluate;
+  const save = (step: number) => timed("save_seconds", () => hooks.save(step, state));
 
-  if (t.eval_on_start && state.global_step === 0 && hooks.evaluate) {
-    const ev = await hooks.evaluate(0);
+  if (t.eval_on_start && state.global_step === 0 && evaluate) {
+    const ev = await timed("eval_seconds", () => evaluate(0));
     const entry = { step: 0, epoch: 0, ...ev };
     state.log_history.push(entry);
     await hooks.log(entry, state);
@@ -144,20 +180,28 @@ export async function trainLoop(
     const targets = window.reduce((a, b) => a + b.targetTokens, 0);
     const lr = lrAtStep(step, plan, t);
 
+    const stepStart = clock();
     engine.beginStep();
     window.forEach((b, micro) =>
       engine.microBatch(b, targets > 0 ? 1 / targets : 0, dropoutSeed(t.seed, step, micro))
     );
     engine.optimizerStep(h(lr), step);
-    const tokens = window.reduce((a, b) => a + b.rows * b.seqLen, 0);
+    const counts = window.map(batchTokens);
+    const tokens = counts.reduce((a, c) => a + c.real, 0);
+    const padding = counts.reduce((a, c) => a + c.padding, 0);
 
     const needLog = step % t.logging_steps === 0 || step === plan.totalSteps;
     const { lossSum, gradNorm } = await engine.readStep();
+    const stepMs = clock() - stepStart;
     const loss = targets > 0 ? lossSum / targets : 0;
     state.global_step = step;
     state.epoch = epoch + (windowIndex + 1) / plan.stepsPerEpoch;
     state.train_tokens += tokens;
+    state.train_padding_tokens += padding;
+    state.train_seconds += stepMs / 1000;
     logTokens += tokens;
+    logPadding += padding;
+    logTrainMs += stepMs;
 
     // Watchdog: a NaN/Inf loss, or a loss above the threshold for `patience` steps in a row.
     const bad = !Number.isFinite(loss) || !Number.isFinite(gradNorm);
@@ -166,8 +210,7 @@ export async function trainLoop(
       engine.restoreSnapshot();
       state.global_step = step - 1;
       state.epoch = (step - 1) / plan.stepsPerEpoch;
-      state.train_seconds = (performance.now() - runStart) / 1000;
-      const dir = await hooks.save(state.global_step, state);
+      const dir = await save(state.global_step);
       return {
         state,
         reason: "watchdog",
@@ -180,7 +223,7 @@ export async function trainLoop(
     logLossSum += loss;
     logLossSteps++;
     if (needLog) {
-      const now = performance.now();
+      const seconds = Math.max(1e-9, logTrainMs / 1000);
       const entry = {
         step,
         epoch: state.epoch,
@@ -188,8 +231,10 @@ export async function trainLoop(
         // transformers logs the LR after the scheduler step, i.e. the LR of the next step.
         learning_rate: step < plan.totalSteps ? lrAtStep(step + 1, plan, t) : 0,
         grad_norm: gradNorm,
-        tokens_per_second: logTokens / Math.max(1e-9, (now - logStart) / 1000),
-        elapsed_seconds: (now - runStart) / 1000,
+        tokens_per_second: logTokens / seconds,
+        padded_tokens_per_second: logPadding / seconds,
+        // Wall clock since the run started (eval and save included), as before.
+        elapsed_seconds: (clock() - runStart) / 1000,
       };
       state.log_history.push({
         step: entry.step,
@@ -202,13 +247,14 @@ export async function trainLoop(
       logLossSum = 0;
       logLossSteps = 0;
       logTokens = 0;
-      logStart = performance.now();
+      logPadding = 0;
+      logTrainMs = 0;
     }
 
     let stopEarly = false;
     let improvedNow = false;
-    if (hooks.evaluate && (step % evalEvery === 0 || step === plan.totalSteps)) {
-      const ev = await hooks.evaluate(step);
+    if (evaluate && (step % evalEvery === 0 || step === plan.totalSteps)) {
+      const ev = await timed("eval_seconds", () => evaluate(step));
       const entry = { step, epoch: state.epoch, ...ev };
       state.log_history.push(entry);
       const metric = ev[t.metric_for_best_model];
@@ -231,10 +277,9 @@ export async function trainLoop(
         stopEarly = true;
       }
     }
-    state.train_seconds = (performance.now() - runStart) / 1000;
     const interrupted = hooks.interrupted();
     if (step % saveEvery === 0 || step === plan.totalSteps || stopEarly || interrupted || improvedNow) {
-      await hooks.save(step, state);
+      await save(step);
     }
     if (stopEarly) {
       return {

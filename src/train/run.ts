@@ -398,9 +398,15 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     planned_steps: plan.totalSteps,
     epochs: st.epoch,
     runtime_seconds: runtime,
+    // Throughput (src/train/loop.ts): real tokens over optimizer-step seconds; the padding computed beside
+    // them and its share of all positions; the wall time split into training, evaluation (loss + generation)
+    // and checkpoint saving (over all sessions of a resumed run), the rest being setup and outputs.
     train_seconds: st.train_seconds,
     train_tokens: st.train_tokens,
+    train_padding_tokens: st.train_padding_tokens,
+    padding_share: st.train_padding_tokens / Math.max(1, st.train_tokens + st.train_padding_tokens),
     train_tokens_per_second: st.train_tokens / Math.max(1e-9, st.train_seconds),
+    wall_seconds: { train: st.train_seconds, eval: st.eval_seconds, save: st.save_seconds },
     train_samples_per_second:
       (st.global_step * t.per_device_train_batch_size * t.gradient_accumulation_steps) /
       Math.max(1e-9, st.train_seconds),

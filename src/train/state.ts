@@ -26,9 +26,14 @@ export const TrainerStateSchema = z.object({
   best_model_checkpoint: z.string().nullable(),
   /** Steps without eval improvement (early stopping). */
   early_stopping_patience_counter: z.number().int().default(0),
-  /** Train tokens seen so far and the seconds spent, so a resumed run reports totals. */
+  /** Train tokens seen so far (real tokens: the attention mask's ones) and the padding positions computed
+   *  beside them; seconds spent in optimizer steps, in evaluations and in saving checkpoints, so a resumed run
+   *  reports totals (src/train/loop.ts). */
   train_tokens: z.number().int().default(0),
+  train_padding_tokens: z.number().int().default(0),
   train_seconds: z.number().default(0),
+  eval_seconds: z.number().default(0),
+  save_seconds: z.number().default(0),
 });
 export type TrainerState = z.infer<typeof TrainerStateSchema>;
 

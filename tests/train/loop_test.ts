@@ -155,3 +155,71 @@ Deno.test("loop: early stopping after `patience` evaluations without improvement
   if (r.state.best_model_checkpoint !== "checkpoint-2" || r.state.best_metric !== 4) throw new Error("best");
   if (!saved.includes(2) || saved.at(-1) !== 4) throw new Error(`saves ${saved}`);
 });
+
+Deno.test("loop throughput: real tokens only, padding apart, no dip after an eval or a save (fake clock)", async () => {
+  // Every optimizer step takes 100 ms; an eval 5 s, a checkpoint 2 s, a log write 50 ms. Each batch is 2 rows
+  // x 4 positions with 5 real tokens and 3 padding positions.
+  let now = 0;
+  const padded = (id: number): TrainBatch => ({
+    inputIds: new Int32Array(8).fill(id),
+    labels: new Int32Array(8).fill(id),
+    attentionMask: new Uint8Array([1, 1, 1, 0, 1, 1, 0, 0]),
+    rows: 2,
+    seqLen: 4,
+    targetTokens: 2,
+  });
+  class TimedEngine extends FakeEngine {
+    override async readStep() {
+      now += 100;
+      return await super.readStep();
+    }
+  }
+  const t = TrainingSchema.parse({
+    num_train_epochs: 1,
+    per_device_train_batch_size: 2,
+    gradient_accumulation_steps: 2,
+    logging_steps: 1,
+    eval_steps: 3,
+    save_steps: 4,
+  });
+  const plan = planSteps(24, t); // 12 batches of 2 -> 6 steps of 2 micro-batches
+  const rows: Record<string, number | undefined>[] = [];
+  const r = await trainLoop(new TimedEngine(), t, plan, newTrainerState(t, plan), {
+    batchesForEpoch: () => Array.from({ length: 12 }, (_, i) => padded(i)),
+    evaluate: () => {
+      now += 5000;
+      return Promise.resolve({ eval_loss: 1, eval_perplexity: Math.E });
+    },
+    save: (step) => {
+      now += 2000;
+      return Promise.resolve(`checkpoint-${step}`);
+    },
+    log: (entry) => {
+      now += 50;
+      rows.push(entry);
+      return Promise.resolve();
+    },
+    interrupted: () => false,
+    clock: () => now,
+  });
+  const train = rows.filter((e) => e.loss !== undefined);
+  if (train.map((e) => e.step).join() !== "1,2,3,4,5,6") throw new Error(JSON.stringify(rows));
+  // 2 micro-batches x 5 real tokens in 0.1 s = 100 tok/s at every step, the ones after an eval (4) and after
+  // a save (5) included; 2 x 3 padding positions = 60/s.
+  for (const e of train) {
+    if (e.tokens_per_second !== 100 || e.padded_tokens_per_second !== 60) {
+      throw new Error(`step ${e.step}: ${e.tokens_per_second} tok/s, ${e.padded_tokens_per_second} pad/s`);
+    }
+  }
+  const s = r.state;
+  if (s.train_tokens !== 60 || s.train_padding_tokens !== 36) {
+    throw new Error(`${s.train_tokens} ${s.train_padding_tokens}`);
+  }
+  const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
+  // Evals at steps 3 and 6, saves at 3 (best), 4 and 6.
+  if (!close(s.train_seconds, 0.6) || !close(s.eval_seconds, 10) || !close(s.save_seconds, 6)) {
+    throw new Error(`train ${s.train_seconds} eval ${s.eval_seconds} save ${s.save_seconds}`);
+  }
+  // elapsed_seconds stays the wall clock (eval and save included).
+  if (!(train[3].elapsed_seconds! > 7)) throw new Error(`elapsed ${train[3].elapsed_seconds}`);
+});
