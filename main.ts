@@ -2,7 +2,7 @@
  * maieutic: QLoRA training of Gemma-2 on Socratic dialogue, on WebGPU.
  * `deno run -A main.ts <subcommand>` == `maieutic <subcommand>` == `deno task <subcommand>` (DESIGN §1).
  */
-import { exitCodeFor } from "./src/cli/errors.ts";
+import { exitCodeFor } from "./src/util/errors.ts";
 import { loadDotEnv } from "./src/cli/env.ts";
 import { COMMANDS, usage } from "./src/cli/commands.ts";
 

@@ -20,7 +20,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-# src/model/config.ts GEMMA2_2B (google/gemma-2-2b-jpn-it's config.json)
+# src/config/gemma2.ts GEMMA2_2B (google/gemma-2-2b-jpn-it's config.json)
 GEMMA2_2B = dict(
     vocab_size=256000,
     hidden_size=2304,

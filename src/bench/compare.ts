@@ -7,7 +7,7 @@
  * the comparison never changes the exit code.
  */
 import { z } from "zod";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import type { BenchReport } from "./suite.ts";
 
 const Rung = z.object({ name: z.string(), ms: z.number(), clock: z.string().optional() });

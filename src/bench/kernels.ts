@@ -31,7 +31,7 @@ import { getKernel } from "../gpu/kernel.ts";
 import { type Elem, matmul, matmulFlops, type MatmulShape } from "../gpu/ops/matmul.ts";
 import { f32 } from "../gpu/params.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
-import type { Gemma2Config } from "../model/config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import {
   attentionBackward,
   attentionFlops,

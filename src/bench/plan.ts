@@ -8,9 +8,10 @@
 import { formatMemory as formatBytes } from "../util/format.ts";
 import { BufferPool, sizeClass } from "../gpu/buffers.ts";
 import { initLoraParams } from "../lora/params.ts";
-import type { Gemma2Config } from "../model/config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import { Gemma2Engine } from "../model/engine.ts";
 import { randomWeights } from "../model/weights.ts";
+import { allocOptimizer } from "../train/optimizer.ts";
 
 /** The benchmark's target for the seed configuration on gemma-2-2b (issue #5). */
 export const PLAN_LIMIT_BYTES = 4 * 2 ** 30;
@@ -104,7 +105,7 @@ export function memoryPlan(o: PlanOptions): MemoryPlan {
   const pool = new LabelledPool();
   const weights = randomWeights(null, pool, c, o.dtype, o.quantized);
   const lora = o.lora ? initLoraParams(c, o.lora, 0) : null;
-  new Gemma2Engine(null, pool, weights, lora, {
+  const engine = new Gemma2Engine(null, pool, weights, lora, {
     maxBatch: o.batch,
     maxSeq: o.seq,
     compute: o.dtype,
@@ -112,6 +113,8 @@ export function memoryPlan(o: PlanOptions): MemoryPlan {
     loraDropout: o.lora?.lora_dropout ?? 0,
     training: o.training,
   });
+  // The trainer allocates the optimizer state beside the engine (src/train/step_engine.ts).
+  if (o.training && lora) allocOptimizer(engine);
   const st = pool.stats();
   const H = c.hidden_size, I = c.intermediate_size;
   const QD = c.num_attention_heads * c.head_dim, KVD = c.num_key_value_heads * c.head_dim;

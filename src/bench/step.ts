@@ -17,7 +17,7 @@ import { checkKernels, type Kernel } from "../gpu/kernel.ts";
 import type { ParamValue } from "../gpu/params.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import { initLoraParams, type LoraTarget } from "../lora/params.ts";
-import { type Gemma2Config, isSlidingLayer } from "../model/config.ts";
+import { type Gemma2Config, isSlidingLayer } from "../config/gemma2.ts";
 import { Gemma2Engine } from "../model/engine.ts";
 import { attentionFlops } from "../model/ops/attention.ts";
 import {
@@ -28,7 +28,7 @@ import {
   randomWeights,
 } from "../model/weights.ts";
 import type { HostTensor } from "../quant/store.ts";
-import { recordAdamW, recordClip } from "../train/optimizer.ts";
+import { recordAdamW, recordClip, recordSnapshot } from "../train/optimizer.ts";
 import { GpuTrainEngine } from "../train/step_engine.ts";
 import type { TrainBatch } from "../train/loop.ts";
 import type { GpuTimer } from "./timing.ts";
@@ -429,9 +429,9 @@ export async function benchStep(
     engine.recordZeroGrad(rec);
     engine.recordForward(rec, s, { dropoutStep: 1, accumulateLoss: true });
     engine.recordBackward(rec, s, gradScale, 1);
-    engine.recordSnapshot(rec);
-    recordClip(rec, engine.optimizer!, o.hyper.maxGradNorm);
-    recordAdamW(rec, engine.optimizer!, o.hyper, 1);
+    recordSnapshot(rec, train.optimizer);
+    recordClip(rec, train.optimizer, o.hyper.maxGradNorm);
+    recordAdamW(rec, train.optimizer, o.hyper, 1);
   };
   // Compile every pipeline before the clock starts (getKernel builds them while recording); not submitted.
   const census = new FilterRecorder(gpu, null, "bench-census");

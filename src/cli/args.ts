@@ -3,7 +3,7 @@
  * Unknown flags are a UsageError (exit 2) with the subcommand's usage line.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { resolveConfig } from "../config/merge.ts";
 import type { Config } from "../config/schema.ts";
 

@@ -5,11 +5,11 @@
  * earlier report (`--compare`).
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GEMMA2_2B_RANDOM, TINY } from "../hub/load.ts";
-import { GEMMA2_2B, type Gemma2Config } from "../model/config.ts";
-import { tinyConfig } from "../model/tiny.ts";
+import { GEMMA2_2B, type Gemma2Config } from "../config/gemma2.ts";
+import { tinyConfig } from "../hub/tiny.ts";
 import { openModelSource } from "../model/session.ts";
 import { formatPlan } from "../bench/plan.ts";
 import { formatReport } from "../bench/report.ts";

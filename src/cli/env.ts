@@ -1,6 +1,7 @@
 /**
  * Loads `.env` at start-up (also in the compiled binary, which has no --env-file by default).
- * The environment wins over the file; a missing file is fine. Secrets are never printed.
+ * The environment wins over the file; a missing file is fine. Secrets are never printed (the Hub token is
+ * read from the environment by src/hub/token.ts).
  */
 import { parseEnv } from "node:util";
 
@@ -14,9 +15,4 @@ export function loadDotEnv(path = ".env"): void {
   for (const [k, v] of Object.entries(parseEnv(text))) {
     if (Deno.env.get(k) === undefined && v !== undefined) Deno.env.set(k, v);
   }
-}
-
-/** The Hub token, from HUGGINGFACE_API_KEY (or HF_TOKEN, as huggingface_hub accepts). */
-export function hubToken(): string | undefined {
-  return Deno.env.get("HUGGINGFACE_API_KEY") || Deno.env.get("HF_TOKEN") || undefined;
 }

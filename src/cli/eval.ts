@@ -1,6 +1,6 @@
 /** `maieutic eval`: loss (+ Socratic metrics with --generate) of a model and adapter on a dialogue file. */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { formatReport, runEval } from "../eval/run.ts";
 
 const USAGE =

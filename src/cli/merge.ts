@@ -4,8 +4,8 @@
  * `from_pretrained` and `maieutic --model DIR` load. The work is in src/lora/merge_model.ts.
  */
 import { configFromArgs, parse } from "./args.ts";
-import { UsageError } from "./errors.ts";
-import { formatBytes } from "../hub/progress.ts";
+import { UsageError } from "../util/errors.ts";
+import { formatBytes } from "../util/progress.ts";
 import {
   DEFAULT_MAX_SHARD_SIZE,
   MERGE_DTYPES,

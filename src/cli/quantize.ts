@@ -5,7 +5,7 @@
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { GEMMA2_2B_RANDOM, openModel } from "../hub/load.ts";
-import { formatBytes } from "../hub/progress.ts";
+import { formatBytes } from "../util/progress.ts";
 import { quantKey } from "../quant/plan.ts";
 import type { Nf4Tensor } from "../quant/nf4.ts";
 

@@ -4,7 +4,7 @@
  * or system fonts (src/report/plot.ts).
  */
 import { parse } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../util/errors.ts";
 import {
   closeReportRenderer,
   DEFAULT_HEIGHT,

@@ -4,7 +4,7 @@
  * MAIEUTIC_SIGNING_SECRET (environment or .env); neither is ever printed.
  */
 import { parse } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { EvalServer } from "../serve/server.ts";
 import { DEFAULT_KEEP_DAYS } from "../serve/store.ts";
 

@@ -3,7 +3,7 @@
  * (DESIGN §3). Every problem is a UsageError naming the key, the value, what is allowed and the closest key.
  */
 import { z } from "zod";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
 import { closest } from "./suggest.ts";
 import { applyPreset, presetFor } from "./presets.ts";

@@ -8,7 +8,7 @@
 import { bundledData } from "./bundled.ts";
 import { basename, extname } from "node:path";
 import type { z } from "zod";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { closest } from "../config/suggest.ts";
 import { DataError, type DataIssue, describe, MAX_REPORTED } from "./errors.ts";
 import {

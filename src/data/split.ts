@@ -3,7 +3,7 @@
  * of turns), and each epoch's example order is a pure function of (seed, epoch), so a resumed run replays the
  * same order. PRNG: mulberry32 seeded through a splitmix32-style mix of (seed, stream, epoch).
  */
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 
 /** splitmix32-style finalizer: a well-mixed 32-bit value of x. */
 export function mix32(x: number): number {

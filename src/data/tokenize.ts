@@ -11,7 +11,7 @@
  * start with the template header (<bos>) and a user turn; an exchange that alone does not fit is cut at the
  * right. Splits, cuts and dropped exchanges (no target left after the cut) are counted.
  */
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import type { ChatMessage, ChatTokenizer } from "../tokenizer/tokenizer.ts";
 import type { Dialogue } from "./schema.ts";
 

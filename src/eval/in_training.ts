@@ -1,7 +1,7 @@
 /**
  * Evaluation at the trainer's eval steps and in `maieutic eval` (DESIGN §8, issue #7):
  *  - eval_loss: the token-weighted mean NLL over every target token of the eval batches, and its perplexity
- *    (src/train/step_engine.ts evalLoss: forward only, one readback);
+ *    (src/eval/loss.ts evalLoss: forward only, one readback);
  *  - then, when generation is on, for up to `contexts` eval contexts (a dialogue up to one of its model turns,
  *    rendered with the generation prompt; the reference is that model turn): one greedy response and K seeded
  *    samples from the KV-cache decoder (src/eval/generate.ts, all K+1 in one batch), scored with the five
@@ -18,8 +18,7 @@ import { Decoder } from "../model/decode.ts";
 import type { Gemma2Engine } from "../model/engine.ts";
 import { EVAL_METRICS } from "../report/metrics_csv.ts";
 import type { ChatMessage, ChatTokenizer } from "../tokenizer/tokenizer.ts";
-import type { EvalResult, TrainBatch } from "../train/loop.ts";
-import { evalLoss } from "../train/step_engine.ts";
+import { evalLoss, type EvalResult, type LossBatch as TrainBatch } from "./loss.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { chatPrompt, generate, type Generation } from "./generate.ts";
 import { type EvalSample, scoreSamplesDetailed, type SocraticMetrics } from "./metrics.ts";

@@ -9,7 +9,7 @@
  * else the data file's stem.
  */
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import type { Config } from "../config/schema.ts";
 import { loadDialogues, makeBatches, modelVersion, tokenizeDialogues } from "../data/mod.ts";
 import { adapterToParams, loadAdapter, type LoadedAdapter } from "../lora/peft.ts";
@@ -17,7 +17,7 @@ import type { LoraParams } from "../lora/params.ts";
 import { openModelSource, openSession } from "../model/session.ts";
 import { tinyChatTokenizer } from "../tokenizer/tiny.ts";
 import { type ChatTokenizer, loadTokenizer } from "../tokenizer/tokenizer.ts";
-import { evalLoss } from "../train/step_engine.ts";
+import { evalLoss } from "./loss.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { versions } from "../util/versions.ts";
 import {

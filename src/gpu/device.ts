@@ -3,7 +3,7 @@
  * beyond the device handle"). Everything else that touches GPU objects lives in src/gpu and receives a Gpu.
  */
 
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 
 export const INSTALL_HINT =
   "No WebGPU adapter found. Without a GPU on Debian/Ubuntu install the software Vulkan driver (lavapipe): " +

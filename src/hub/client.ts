@@ -3,13 +3,13 @@
  * - `resolve(repo, rev)`: GET `{endpoint}/api/models/{repo}/revision/{rev}` -> commit sha + file list;
  * - small files: GET `{endpoint}/{repo}/resolve/{sha}/{file}` into the HF cache layout (src/hub/cache.ts);
  * - weights: an HttpRangeSource on the same URL, read tensor by tensor with Range requests.
- * Auth is `Authorization: Bearer <token>` (token from HUGGINGFACE_API_KEY / HF_TOKEN via hubToken()).
+ * Auth is `Authorization: Bearer <token>` (token from HUGGINGFACE_API_KEY / HF_TOKEN via hubToken(), src/hub/token.ts).
  * Every Hub refusal becomes one clear UsageError line (gated, not found, bad revision, missing file).
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { UsageError } from "../cli/errors.ts";
-import { hubToken } from "../cli/env.ts";
+import { UsageError } from "../util/errors.ts";
+import { hubToken } from "./token.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { exists, hubOffline, snapshotDir, writeRef } from "./cache.ts";
 import {

@@ -10,10 +10,10 @@
  * Later loads (and HF_HUB_OFFLINE=1) read the cache, keyed by source + revision + quantization.
  */
 import { isAbsolute, join, resolve as resolvePath } from "node:path";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import type { QuantizationConfig } from "../config/schema.ts";
-import { GEMMA2_2B, type Gemma2Config, Gemma2ConfigSchema } from "../model/config.ts";
-import { ensureTinyModel, writeDirAtomic } from "../model/tiny.ts";
+import { GEMMA2_2B, type Gemma2Config, Gemma2ConfigSchema } from "../config/gemma2.ts";
+import { ensureTinyModel, writeDirAtomic } from "./tiny.ts";
 import { tinyTokenizerFiles } from "../tokenizer/tiny.ts";
 import { type Dtype, SafetensorsError } from "../safetensors/header.ts";
 import { checkShards, INDEX_FILE, parseShardIndex, shardFiles, SINGLE_FILE } from "../safetensors/index.ts";
@@ -41,7 +41,7 @@ import {
 import { exists, hubCacheDir, maieuticCacheDir, readRef, snapshotDir } from "./cache.ts";
 import { HubClient, type HubClientOptions, isRepoId, type RepoRevision } from "./client.ts";
 import { HttpUnavailableError } from "./http.ts";
-import { NO_PROGRESS, type Progress, stderrProgress } from "./progress.ts";
+import { NO_PROGRESS, type Progress, stderrProgress } from "../util/progress.ts";
 
 export type { HostTensor };
 

@@ -18,9 +18,9 @@
  * that is renamed to `--out` only when complete.
  */
 import { basename, dirname, join } from "node:path";
-import { InterruptedError, UsageError } from "../cli/errors.ts";
+import { InterruptedError, UsageError } from "../util/errors.ts";
 import type { QuantizationConfig } from "../config/schema.ts";
-import { f32ToBf16Bits, f32ToF16Bits } from "../gpu/half.ts";
+import { f32ToBf16Bits, f32ToF16Bits } from "../util/half.ts";
 import {
   type LoadOptions,
   MODEL_SIDE_FILES,
@@ -28,8 +28,8 @@ import {
   openModel,
   parseModelName,
 } from "../hub/load.ts";
-import { NO_PROGRESS, type Progress, stderrProgress } from "../hub/progress.ts";
-import type { Gemma2Config } from "../model/config.ts";
+import { NO_PROGRESS, type Progress, stderrProgress } from "../util/progress.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import { dequantizeNf4 } from "../quant/nf4.ts";
 import { expectedTensors } from "../quant/plan.ts";
 import type { Dtype } from "../safetensors/header.ts";

@@ -9,14 +9,13 @@
  * counter-based (the same hash as the dropout masks, src/lora/dropout.ts), so each tensor's values depend only on
  * (seed, layer, module), not on which other modules are targeted; it is not torch's RNG stream.
  */
-import type { Gemma2Config } from "../model/config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import type { Binding } from "../gpu/recorder.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
 import { upload } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { readF32 } from "../gpu/readback.ts";
 import { dropoutKey, type DropoutSpec, pcgHash } from "./dropout.ts";
-import type { LoraBranch } from "../model/ops/linear.ts";
 
 /** The projections LoRA can target, in the order of their stream ids. */
 export const LORA_TARGETS = [
@@ -243,6 +242,19 @@ export async function downloadLoraParams(gpu: Gpu, g: LoraGpu, p: LoraParams): P
 /** The binding of one tensor inside a flat buffer. */
 export function tensorBinding(g: LoraGpu, t: LoraTensorInfo): Binding {
   return { buffer: g.buffer, offset: t.offset * 4, size: t.size * 4 };
+}
+
+/** The LoRA branch of one projection. */
+export interface LoraBranch {
+  /** lora_A weight [r, in], f32. */
+  A: Binding;
+  /** lora_B weight [out, r], f32. */
+  B: Binding;
+  r: number;
+  /** lora_alpha / r (or / sqrt(r) with use_rslora). */
+  scaling: number;
+  /** Training: the micro-batch's mask spec. Eval / inference: null or omitted (or p = 0). */
+  dropout?: DropoutSpec | null;
 }
 
 /**

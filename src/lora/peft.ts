@@ -13,8 +13,8 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { UsageError } from "../cli/errors.ts";
-import type { Gemma2Config } from "../model/config.ts";
+import { UsageError } from "../util/errors.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import { readSafetensorsFile } from "../safetensors/read_file.ts";
 import { encodeSafetensors, type WriteTensor } from "../safetensors/write.ts";
 import { writeFileAtomic } from "../util/atomic.ts";

@@ -29,7 +29,7 @@ import { f32 } from "../gpu/params.ts";
 import { readBuffer, readF32 } from "../gpu/readback.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraTarget } from "../lora/params.ts";
-import { isSlidingLayer } from "./config.ts";
+import { isSlidingLayer } from "../config/gemma2.ts";
 import type { Gemma2Engine } from "./engine.ts";
 import { attentionForward } from "./ops/attention.ts";
 import {

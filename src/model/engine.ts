@@ -22,7 +22,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraParams } from "../lora/params.ts";
 import { type LoraLayout, type LoraModuleInfo, loraStreamId, type LoraTarget } from "../lora/params.ts";
-import { isSlidingLayer } from "./config.ts";
+import { isSlidingLayer } from "../config/gemma2.ts";
 import {
   attentionBackward,
   attentionForward,
@@ -49,7 +49,6 @@ import {
 import { rmsnorm, rmsnormBackward } from "./ops/rmsnorm.ts";
 import { rope, ropeBackward } from "./ops/rope.ts";
 import type { ModelWeights, Projection } from "./weights.ts";
-import { NORM_PARTIALS, type OptimizerBuffers } from "../train/optimizer.ts";
 
 export interface EngineOptions {
   /** Largest batch rows × sequence length the buffers are sized for. */
@@ -60,7 +59,8 @@ export interface EngineOptions {
   checkpointing: boolean;
   /** LoRA dropout probability (training only). */
   loraDropout: number;
-  /** Also allocate the training state (gradients, AdamW moments, snapshot). */
+  /** Also allocate the training buffers (activation gradients and the LoRA gradient arena). The optimizer's
+   *  state (AdamW moments, snapshot) is the trainer's: src/train/optimizer.ts allocOptimizer. */
   training: boolean;
   /** NEFTune noise alpha (training.neftune_noise_alpha; 0 = off). Training forwards only. */
   neftuneAlpha?: number;
@@ -133,10 +133,8 @@ export class Gemma2Engine {
   private readonly grads: GradSpace | null;
   private readonly ce: CrossEntropyScratch;
   readonly ceChunk: number;
-  /** The LoRA parameters (flat arena) and, when training, gradients, AdamW moments and a snapshot. */
-  readonly lora: { layout: LoraLayout; scaling: number; param: GPUBuffer } | null;
-  readonly optimizer: OptimizerBuffers | null;
-  private readonly snapshot: GPUBuffer[] | null;
+  /** The LoRA parameters (flat arena) and, when training, their gradients (same layout). */
+  readonly lora: { layout: LoraLayout; scaling: number; param: GPUBuffer; grad: GPUBuffer | null } | null;
   private readonly modules = new Map<string, LoraModuleInfo>();
 
   constructor(
@@ -211,28 +209,11 @@ export class Gemma2Engine {
       const bytes = lora.layout.total * 4;
       const param = pool.persistent("lora.param", "lora", bytes);
       if (gpu) gpu.device.queue.writeBuffer(param, 0, lora.data);
-      this.lora = { layout: lora.layout, scaling: lora.scaling, param };
+      const grad = opts.training ? pool.persistent("lora.grad", "lora", bytes) : null;
+      this.lora = { layout: lora.layout, scaling: lora.scaling, param, grad };
       for (const m of lora.layout.modules) this.modules.set(`${m.layer}.${m.module}`, m);
-      if (opts.training) {
-        const opt = (label: string) => pool.persistent(label, "optimizer", bytes);
-        this.optimizer = {
-          n: lora.layout.total,
-          param,
-          grad: pool.persistent("lora.grad", "lora", bytes),
-          m: opt("adam.m"),
-          v: opt("adam.v"),
-          stats: pool.persistent("opt.stats", "optimizer", 16),
-          partials: pool.persistent("opt.partials", "optimizer", NORM_PARTIALS * 4),
-        };
-        this.snapshot = [opt("snap.param"), opt("snap.m"), opt("snap.v")];
-      } else {
-        this.optimizer = null;
-        this.snapshot = null;
-      }
     } else {
       this.lora = null;
-      this.optimizer = null;
-      this.snapshot = null;
     }
   }
 
@@ -327,8 +308,8 @@ export class Gemma2Engine {
 
   private gradViews(layer: number, t: LoraTarget): { dA: Binding; dB: Binding; accumulate: boolean } | null {
     const m = this.modules.get(`${layer}.${t}`);
-    if (!m || !this.optimizer) return null;
-    const g = this.optimizer.grad;
+    if (!m || !this.lora?.grad) return null;
+    const g = this.lora.grad;
     return {
       dA: { buffer: g, offset: m.A.offset * 4, size: m.A.size * 4 },
       dB: { buffer: g, offset: m.B.offset * 4, size: m.B.size * 4 },
@@ -601,26 +582,7 @@ export class Gemma2Engine {
   // ---- training-step helpers ----
 
   recordZeroGrad(rec: Recorder): void {
-    if (this.optimizer) rec.clear(this.optimizer.grad);
+    if (this.lora?.grad) rec.clear(this.lora.grad);
     rec.clear(this.loss);
-  }
-
-  /** Copies param/m/v aside (the loss watchdog restores them when a step goes bad). */
-  recordSnapshot(rec: Recorder): void {
-    if (!this.optimizer || !this.snapshot) return;
-    const o = this.optimizer;
-    const bytes = o.n * 4;
-    rec.copy(o.param, 0, this.snapshot[0], 0, bytes);
-    rec.copy(o.m, 0, this.snapshot[1], 0, bytes);
-    rec.copy(o.v, 0, this.snapshot[2], 0, bytes);
-  }
-
-  recordRestore(rec: Recorder): void {
-    if (!this.optimizer || !this.snapshot) return;
-    const o = this.optimizer;
-    const bytes = o.n * 4;
-    rec.copy(this.snapshot[0], 0, o.param, 0, bytes);
-    rec.copy(this.snapshot[1], 0, o.m, 0, bytes);
-    rec.copy(this.snapshot[2], 0, o.v, 0, bytes);
   }
 }

@@ -11,7 +11,7 @@
  * Activations are token-major `[B*T, features]`; q/k/v are `[B, T, heads, head_dim]`.
  */
 import { join } from "node:path";
-import { type Gemma2Config, Gemma2ConfigSchema, isSlidingLayer } from "./config.ts";
+import { type Gemma2Config, Gemma2ConfigSchema, isSlidingLayer } from "../config/gemma2.ts";
 import { readSafetensorsFile } from "../safetensors/read_file.ts";
 import { toFloat64 } from "../safetensors/decode.ts";
 import type { Tensor } from "../safetensors/decode.ts";
@@ -25,7 +25,7 @@ import { crossEntropyFwd, IGNORE_INDEX, lmHeadCeBwd, lmHeadLogits } from "./ref/
 import { loraLinearBwd, loraLinearFwd } from "./ref/linear.ts";
 import { addInto, matmulDyW, matmulXWt } from "./ref/gemma2.ts";
 
-import { type Projection, PROJECTIONS } from "./config.ts";
+import { type Projection, PROJECTIONS } from "../config/gemma2.ts";
 export { type Projection, PROJECTIONS };
 
 /** HF module path of a projection: `model.layers.{i}.self_attn.q_proj` / `model.layers.{i}.mlp.gate_proj`. */

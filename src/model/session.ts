@@ -8,7 +8,7 @@ import { BufferPool } from "../gpu/buffers.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type LoadOptions, openModel } from "../hub/load.ts";
 import type { LoraParams } from "../lora/params.ts";
-import type { Gemma2Config } from "./config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import { Gemma2Engine } from "./engine.ts";
 import { buildWeights, randomWeights } from "./weights.ts";
 

@@ -11,16 +11,16 @@ import type { Gpu } from "../gpu/device.ts";
 import { getKernel } from "../gpu/kernel.ts";
 import { f32 } from "../gpu/params.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { f32ToF16Bits } from "../gpu/half.ts";
+import { f32ToF16Bits } from "../util/half.ts";
 import type { HostTensor } from "../quant/store.ts";
-import type { Gemma2Config } from "./config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 import type { TableChunk } from "./ops/cross_entropy.ts";
 import { embeddingChunkRows } from "./ops/embedding.ts";
 import { type LinearWeight, nf4Bytes, uploadNf4 } from "./ops/linear.ts";
 import { ropeInvFreq } from "./ops/rope.ts";
 import { projectionDims } from "../lora/params.ts";
 
-import { type Projection, PROJECTIONS } from "./config.ts";
+import { type Projection, PROJECTIONS } from "../config/gemma2.ts";
 export { type Projection, PROJECTIONS };
 export const NORMS = [
   "input_layernorm",

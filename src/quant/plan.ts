@@ -3,9 +3,9 @@
  * swaps every nn.Linear except `lm_head` (tied here anyway) for Linear4bit, so all seven decoder projections
  * are quantized, while the embedding and every RMSNorm weight stay in full precision.
  */
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import type { QuantizationConfig } from "../config/schema.ts";
-import type { Gemma2Config } from "../model/config.ts";
+import type { Gemma2Config } from "../config/gemma2.ts";
 
 const LINEAR = /^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$/;
 

@@ -1,5 +1,5 @@
 /** Decoding raw little-endian tensor bytes into typed arrays (F16/BF16 widen to Float32Array). */
-import { bf16BitsToF32, f16BitsToF32 } from "../gpu/half.ts";
+import { bf16BitsToF32, f16BitsToF32 } from "../util/half.ts";
 import type { Dtype } from "./header.ts";
 
 export type TensorData =

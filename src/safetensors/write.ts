@@ -9,7 +9,7 @@
  */
 import { basename, dirname } from "node:path";
 import { removeStaleTemps, tempPattern, writeFileAtomic } from "../util/atomic.ts";
-import { f32ToBf16Bits, f32ToF16Bits } from "../gpu/half.ts";
+import { f32ToBf16Bits, f32ToF16Bits } from "../util/half.ts";
 import { type Dtype, DTYPE_BYTES, SafetensorsError } from "./header.ts";
 
 export type WriteData =

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { type RngState, RngStateSchema, type TrainerState, TrainerStateSchema } from "./state.ts";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { removeStaleTemps } from "../util/atomic.ts";
 
 export const CHECKPOINT_RE = /^checkpoint-(\d+)$/;

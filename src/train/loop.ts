@@ -17,6 +17,7 @@ import type { TrainingConfig } from "../config/schema.ts";
 import { lrAtStep, type StepPlan } from "./schedule.ts";
 import type { LogEntry, TrainerState } from "./state.ts";
 import type { AdamWHyper } from "./optimizer.ts";
+import type { EvalResult } from "../eval/loss.ts";
 
 export interface TrainBatch {
   inputIds: Int32Array;
@@ -41,11 +42,7 @@ export interface TrainEngine {
   restoreSnapshot(): void;
 }
 
-export interface EvalResult {
-  eval_loss: number;
-  eval_perplexity: number;
-  [metric: string]: number;
-}
+export type { EvalResult };
 
 export interface LoopHooks {
   /** Batches of an epoch, in order (a pure function of seed and epoch). */

@@ -5,8 +5,8 @@
  */
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
-import { InterruptedError, UsageError } from "../cli/errors.ts";
-import { ProgressLine } from "../cli/progress.ts";
+import { InterruptedError, UsageError } from "../util/errors.ts";
+import { ProgressLine } from "../util/progress.ts";
 import { formatDuration, formatMemory } from "../util/format.ts";
 import {
   type Dialogue,
@@ -37,6 +37,7 @@ import { listCheckpoints, pruneCheckpoints, readCheckpointState, saveCheckpoint 
 import { type EvalResult, type LoopResult, newTrainerState, type TrainBatch, trainLoop } from "./loop.ts";
 import { planSteps } from "./schedule.ts";
 import type { RngState, TrainerState } from "./state.ts";
+import { allocOptimizer } from "./optimizer.ts";
 import { GpuTrainEngine } from "./step_engine.ts";
 import { DEFAULT_GENERATION, evalContextsFrom, evaluateStep } from "../eval/in_training.ts";
 import { versions } from "../util/versions.ts";
@@ -193,7 +194,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     source,
   });
   const { engine } = session;
-  const opt = engine.optimizer!;
+  const opt = allocOptimizer(engine);
   if (resumeDir) {
     const { tensors } = await readSafetensorsFile(join(resumeDir, "optimizer.safetensors"));
     const m = tensors.get("exp_avg")?.data as Float32Array | undefined;
@@ -208,7 +209,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   }
   const state: TrainerState = resumed ? resumed.state : newTrainerState(t, plan);
   state.max_steps = plan.totalSteps;
-  const stepEngine = new GpuTrainEngine(engine);
+  const stepEngine = new GpuTrainEngine(engine, opt);
   const adapterConfig = makeAdapterConfig({
     baseModelNameOrPath: source.source,
     r: cfg.lora.r,

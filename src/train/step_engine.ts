@@ -3,14 +3,21 @@
  * zeroes the gradients), one for the optimizer step, and a single readback per step: the optimizer's command
  * buffer copies the loss sum and the gradient norm side by side into a mappable buffer the engine keeps, so
  * reading them costs one mapAsync and allocates nothing (DESIGN §9: no allocation in the steady state).
- * Plus the evaluation loss over a list of batches (forward only, one readback at the end).
+ * The evaluation loss over a list of batches is src/eval/loss.ts.
  */
 import type { Gemma2Engine } from "../model/engine.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import { readF32 } from "../gpu/readback.ts";
 import { checkKernels } from "../gpu/kernel.ts";
 import type { TrainBatch, TrainEngine } from "./loop.ts";
-import { type AdamWHyper, recordAdamW, recordClip } from "./optimizer.ts";
+import {
+  type AdamWHyper,
+  allocOptimizer,
+  type OptimizerState,
+  recordAdamW,
+  recordClip,
+  recordRestore,
+  recordSnapshot,
+} from "./optimizer.ts";
 
 export class GpuTrainEngine implements TrainEngine {
   /** [loss sum, target count, grad norm, clip factor] of the last optimizer step, mappable. */
@@ -18,8 +25,12 @@ export class GpuTrainEngine implements TrainEngine {
   private zeroGradPending = false;
   private reading = false;
 
-  constructor(readonly engine: Gemma2Engine) {
-    if (!engine.gpu || !engine.optimizer) throw new Error("GpuTrainEngine needs a training engine on a GPU");
+  /** The optimizer state (AdamW moments, snapshot); allocated from the engine's pool unless given. */
+  readonly optimizer: OptimizerState;
+
+  constructor(readonly engine: Gemma2Engine, optimizer?: OptimizerState) {
+    if (!engine.gpu || !engine.lora?.grad) throw new Error("GpuTrainEngine needs a training engine on a GPU");
+    this.optimizer = optimizer ?? allocOptimizer(engine);
     this.scalars = engine.gpu.device.createBuffer({
       label: "step-scalars",
       size: 16,
@@ -52,14 +63,14 @@ export class GpuTrainEngine implements TrainEngine {
   optimizerStep(h: AdamWHyper, step: number): void {
     // The copy into the mappable buffer below is invalid while it is mapped: readStep must have finished.
     if (this.reading) throw new Error("optimizerStep while the previous step's readStep is still reading");
-    const o = this.engine.optimizer!;
+    const o = this.optimizer;
     const r = this.rec("optimizer");
     if (this.zeroGradPending) {
       // A step without micro-batches still starts from zero gradients.
       this.engine.recordZeroGrad(r);
       this.zeroGradPending = false;
     }
-    this.engine.recordSnapshot(r);
+    recordSnapshot(r, o);
     recordClip(r, o, h.maxGradNorm);
     recordAdamW(r, o, h, step);
     r.copy(this.engine.loss, 0, this.scalars, 0, 8);
@@ -82,27 +93,10 @@ export class GpuTrainEngine implements TrainEngine {
 
   restoreSnapshot(): void {
     const r = this.rec("restore");
-    this.engine.recordRestore(r);
+    recordRestore(r, this.optimizer);
     r.submit();
   }
 }
 
-/** Token-weighted mean NLL over all target tokens of `batches` (eval: no dropout). */
-export async function evalLoss(
-  engine: Gemma2Engine,
-  batches: TrainBatch[],
-): Promise<{ lossSum: number; count: number }> {
-  const gpu = engine.gpu!;
-  const r0 = new Recorder(gpu, { label: "eval-zero" });
-  r0.clear(engine.loss);
-  r0.submit();
-  for (const b of batches) {
-    const s = { B: b.rows, T: b.seqLen };
-    engine.setBatch(b.inputIds, b.labels, b.attentionMask, s);
-    const r = new Recorder(gpu, { label: "eval" });
-    engine.recordForward(r, s, { dropoutStep: null, accumulateLoss: true });
-    r.submit();
-  }
-  const v = await readF32(gpu, engine.loss, 0, 2);
-  return { lossSum: v[0], count: v[1] };
-}
+// The evaluation loss lives in src/eval/loss.ts; re-exported here for old imports.
+export { evalLoss } from "../eval/loss.ts";

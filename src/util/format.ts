@@ -9,7 +9,7 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-/** Memory in binary units (GPU buffers, plans): 3.35 GiB, 72.0 MiB. Downloads use src/hub/progress.ts's decimal units. */
+/** Memory in binary units (GPU buffers, plans): 3.35 GiB, 72.0 MiB. Downloads use src/util/progress.ts's decimal units. */
 export function formatMemory(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;

@@ -2,11 +2,11 @@
 // bookkeeping the step benchmark relies on (FLOP model, family filter). No timing is asserted.
 import assert from "node:assert/strict";
 import { createBuffer, upload } from "../../src/gpu/buffers.ts";
-import { fromF16Array } from "../../src/gpu/half.ts";
+import { fromF16Array } from "../../src/util/half.ts";
 import { matmulRef } from "../../src/gpu/ops/matmul_ref.ts";
 import { readBuffer, readF32 } from "../../src/gpu/readback.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { f32ToF16Bits } from "../../src/gpu/half.ts";
+import { f32ToF16Bits } from "../../src/util/half.ts";
 import { uploadNf4 } from "../../src/model/ops/linear.ts";
 import { dequantizeNf4, quantizeNf4 } from "../../src/quant/nf4.ts";
 import { recordCopy, recordFma } from "../../src/bench/ceilings.ts";
@@ -16,7 +16,7 @@ import { BufferPool } from "../../src/gpu/buffers.ts";
 import { Gemma2Engine } from "../../src/model/engine.ts";
 import { randomWeights } from "../../src/model/weights.ts";
 import { initLoraParams } from "../../src/lora/params.ts";
-import { tinyConfig } from "../../src/model/tiny.ts";
+import { tinyConfig } from "../../src/hub/tiny.ts";
 import { assertClose, randomArray, rng, testGpu } from "../helpers/gpu.ts";
 
 Deno.test("bench_matmul_naive and bench_matmul_regblock: C = A·Bᵀ on ragged shapes", async () => {

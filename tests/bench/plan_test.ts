@@ -2,7 +2,7 @@
 // computed in BufferPool plan mode (no device). Figures are checked against the tensor shapes; the 4 GiB
 // target is the benchmark's to report, not this test's to enforce.
 import assert from "node:assert/strict";
-import { GEMMA2_2B } from "../../src/model/config.ts";
+import { GEMMA2_2B } from "../../src/config/gemma2.ts";
 import { PROJECTIONS, projectionShape } from "../../src/model/weights.ts";
 import { nf4Bytes } from "../../src/model/ops/linear.ts";
 import { memoryPlan } from "../../src/bench/plan.ts";

@@ -1,6 +1,6 @@
 import { resolveConfig } from "../../src/config/merge.ts";
 import { defaultConfig } from "../../src/config/schema.ts";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 
 function assertEq(a: unknown, b: unknown, what: string) {
   if (JSON.stringify(a) !== JSON.stringify(b)) {

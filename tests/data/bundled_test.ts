@@ -1,5 +1,5 @@
 import { loadDialogues } from "../../src/data/load.ts";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 
 Deno.test("the bundled data file is embedded: it loads by its default path from any working directory", async () => {
   const here = Deno.cwd();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { exitCodeFor, UsageError } from "../../src/cli/errors.ts";
+import { exitCodeFor, UsageError } from "../../src/util/errors.ts";
 import { DataError, MAX_REPORTED } from "../../src/data/errors.ts";
 import { loadDialogues, modelVersion, parseDialogues } from "../../src/data/load.ts";
 import { tokenizeDialogues } from "../../src/data/tokenize.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { makeBatches, MEGA_BATCH_MULT } from "../../src/data/batch.ts";
 import { epochOrder, splitDialogues } from "../../src/data/split.ts";
 import type { Example } from "../../src/data/tokenize.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { parseDialogues } from "../../src/data/load.ts";
 import type { Dialogue } from "../../src/data/schema.ts";
 import {

@@ -2,7 +2,7 @@
 // stdout) and in-process (adapter vs base model, the exact-f32 path, where reports go).
 import { join } from "node:path";
 import { configFromArgs } from "../../src/cli/args.ts";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { evalModelVersion, reportTimestamp, runEval } from "../../src/eval/run.ts";
 import { EVAL_METRICS } from "../../src/report/metrics_csv.ts";
 import { GOLDEN } from "../helpers/golden.ts";

@@ -3,7 +3,7 @@ import { matmulRef } from "../../src/gpu/ops/matmul_ref.ts";
 import { upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
-import { fromF16Array, toF16Array } from "../../src/gpu/half.ts";
+import { fromF16Array, toF16Array } from "../../src/util/half.ts";
 import { assertClose, randomArray, rng, testGpu, testReductions, testReductionsIf } from "../helpers/gpu.ts";
 
 // Ragged shapes: not multiples of the 64×64×16 tile, 1, primes, and a few tile multiples.

@@ -1,7 +1,7 @@
 /** Loading the golden fixtures (tests/fixtures/golden, copied from ../shared/golden) for engine tests. */
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { type Tensor, toFloat64 } from "../../src/safetensors/decode.ts";
-import { type Gemma2Config, Gemma2ConfigSchema } from "../../src/model/config.ts";
+import { type Gemma2Config, Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
 import type { HostTensor } from "../../src/quant/store.ts";
 import { loraLayout, type LoraParams } from "../../src/lora/params.ts";
 

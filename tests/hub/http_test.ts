@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { httpGet, HttpRangeSource, parseContentRange, redactUrl } from "../../src/hub/http.ts";
-import { formatBytes, progressLine, stderrProgress } from "../../src/hub/progress.ts";
+import { formatBytes, progressLine, stderrProgress } from "../../src/util/progress.ts";
 import { openSafetensors } from "../../src/safetensors/stream.ts";
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 

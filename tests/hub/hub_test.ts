@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { loadModel } from "../../src/hub/load.ts";
 import { HubClient } from "../../src/hub/client.ts";
 import { QuantizationSchema } from "../../src/config/schema.ts";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { encodeSafetensors } from "../../src/safetensors/write.ts";
 import { GOOD_TOKEN, type MockHub, type MockRepo, startMockHub } from "../helpers/mock_hub.ts";
 import { assertMatchesReference } from "./reference.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createSafetensorsWriter, type TensorSpec } from "../../src/safetensors/write.ts";
 import { expectedTensors } from "../../src/quant/plan.ts";
-import { Gemma2ConfigSchema } from "../../src/model/config.ts";
+import { Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
 import { startMockHub } from "../helpers/mock_hub.ts";
 
 const CONFIG = {

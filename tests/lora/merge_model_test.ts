@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { QuantizationSchema } from "../../src/config/schema.ts";
-import { InterruptedError, UsageError } from "../../src/cli/errors.ts";
+import { InterruptedError, UsageError } from "../../src/util/errors.ts";
 import { loadModel } from "../../src/hub/load.ts";
 import { BufferPool } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
@@ -83,7 +83,7 @@ async function readMerged(dir: string): Promise<Map<string, Float32Array>> {
   return out;
 }
 
-/** float32 -> bfloat16 bits, round to nearest even (written independently of src/gpu/half.ts). */
+/** float32 -> bfloat16 bits, round to nearest even (written independently of src/util/half.ts). */
 function bf16Rne(x: number): number {
   const b = new Uint32Array(new Float32Array([x]).buffer)[0];
   const hi = b >>> 16, lo = b & 0xffff;

@@ -1,5 +1,5 @@
 /** Merging LoRA into a base weight (src/lora/merge.ts): the merged linear equals base + LoRA branch (no dropout). */
-import { Gemma2ConfigSchema } from "../../src/model/config.ts";
+import { Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
 import { findModule, initLoraParams, tensorView } from "../../src/lora/params.ts";
 import { mergeLoraWeight } from "../../src/lora/merge.ts";
 import { loraLinearFwd } from "../../src/model/ref/linear.ts";

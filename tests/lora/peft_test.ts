@@ -1,7 +1,7 @@
 /** PEFT adapter directories (src/lora/peft.ts) against PEFT_ADAPTER_FORMAT.md and the golden adapter PEFT wrote. */
 import { join } from "node:path";
-import { GEMMA2_2B, Gemma2ConfigSchema } from "../../src/model/config.ts";
-import { exitCodeFor, UsageError } from "../../src/cli/errors.ts";
+import { GEMMA2_2B, Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
+import { exitCodeFor, UsageError } from "../../src/util/errors.ts";
 import { initLoraParams, tensorView } from "../../src/lora/params.ts";
 import {
   ADAPTER_CONFIG_FILE,

@@ -4,7 +4,7 @@
 import { BufferPool, createBuffer, upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32, readU32 } from "../../src/gpu/readback.ts";
-import type { Gemma2Config } from "../../src/model/config.ts";
+import type { Gemma2Config } from "../../src/config/gemma2.ts";
 import { argmaxRows, attentionDecode, Decoder } from "../../src/model/decode.ts";
 import { Gemma2Engine } from "../../src/model/engine.ts";
 import { attentionFwd } from "../../src/model/ref/attention.ts";

@@ -6,7 +6,7 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
 import { buildWeights, randomWeights } from "../../src/model/weights.ts";
 import { Gemma2Engine } from "../../src/model/engine.ts";
-import { GEMMA2_2B } from "../../src/model/config.ts";
+import { GEMMA2_2B } from "../../src/config/gemma2.ts";
 import { loadModel } from "../../src/hub/load.ts";
 import { quantizeNf4 } from "../../src/quant/nf4.ts";
 import type { HostTensor } from "../../src/quant/store.ts";
@@ -159,7 +159,7 @@ Deno.test("f16 path at realistic Gemma-2 magnitudes (residual stream in the thou
   e.recordBackward(rec2, { B, T }, 1 / 30, null);
   rec2.submit();
   const loss = await readF32(gpu, e.loss, 0, 2);
-  const grads = await readF32(gpu, e.optimizer!.grad);
+  const grads = await readF32(gpu, e.lora!.grad!);
   if (!Number.isFinite(loss[0]) || !grads.every(Number.isFinite)) throw new Error("Inf/NaN in the f16 path");
   if (!grads.some((v) => v !== 0)) throw new Error("all-zero gradients");
 });
@@ -185,8 +185,8 @@ Deno.test("finite differences agree with the LoRA gradient of every projection t
   const rec2 = new Recorder(gpu);
   e.recordBackward(rec2, { B, T }, 1 / l0[1], null);
   rec2.submit();
-  const grad = await readF32(gpu, e.optimizer!.grad);
-  const param = e.optimizer!.param;
+  const grad = await readF32(gpu, e.lora!.grad!);
+  const param = e.lora!.param;
   for (const m of lora.layout.modules.filter((m) => m.layer === 1)) {
     for (const t of [m.A, m.B]) {
       // The entry with the largest gradient of this tensor.
@@ -238,6 +238,6 @@ Deno.test("gemma-2-2b-random (real width: 2304 hidden, 256000 vocab split across
   rec.submit();
   const loss = await readF32(gpu, e.loss, 0, 2);
   if (loss[1] !== Ts - 1 || !Number.isFinite(loss[0]) || loss[0] <= 0) throw new Error(`loss ${loss}`);
-  const grads = await readF32(gpu, e.optimizer!.grad);
+  const grads = await readF32(gpu, e.lora!.grad!);
   if (!grads.every(Number.isFinite) || !grads.some((v) => v !== 0)) throw new Error("bad gradients");
 });

@@ -76,7 +76,7 @@ Deno.test("engine f32 + LoRA: logits, loss, hidden states, label log-probs and L
   assertClose(got, f64(g, "label_logprobs"), { abs: 1e-4 }, "label_logprobs");
 
   const grads = await goldenTensors("lora_grads_f64.safetensors");
-  const arena = await readF32(gpu, engine.optimizer!.grad);
+  const arena = await readF32(gpu, engine.lora!.grad!);
   for (const t of engine.lora!.layout.tensors) {
     const want = f64(grads, t.key);
     const max = want.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
@@ -135,7 +135,7 @@ Deno.test("without activation checkpointing the LoRA gradients are the same (eve
     e.recordForward(rec, { B, T });
     e.recordBackward(rec, { B, T }, 1 / 35, null);
     rec.submit();
-    return { grads: await readF32(gpu, e.optimizer!.grad), bytes: pool.stats().peakBytes };
+    return { grads: await readF32(gpu, e.lora!.grad!), bytes: pool.stats().peakBytes };
   };
   const on = await grads(true);
   const off = await grads(false);

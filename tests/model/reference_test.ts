@@ -13,7 +13,7 @@
 import { assertClose, rng } from "../helpers/gpu.ts";
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { toFloat64 } from "../../src/safetensors/decode.ts";
-import { Gemma2ConfigSchema } from "../../src/model/config.ts";
+import { Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
 import {
   loadRefModel,
   modulePath,

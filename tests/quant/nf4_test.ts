@@ -15,7 +15,7 @@ import {
   unpackNibbles,
   validateNf4,
 } from "../../src/quant/nf4.ts";
-import { f32ToBf16Bits } from "../../src/gpu/half.ts";
+import { f32ToBf16Bits } from "../../src/util/half.ts";
 
 const GOLDEN = new URL("../fixtures/golden/", import.meta.url);
 const MATRICES = ["gate_proj_l0", "odd_100x170", "tiny_7x13"];

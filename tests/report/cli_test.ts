@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { run } from "../../src/cli/report.ts";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { csvText, makeRunDir, syntheticRows } from "./synthetic.ts";
 import { decodePng } from "./png.ts";
 

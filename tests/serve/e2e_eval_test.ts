@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { createSubprocessRunner } from "../../src/serve/runner.ts";
 import { initLoraParams } from "../../src/lora/params.ts";
 import { makeAdapterConfig, saveAdapter } from "../../src/lora/peft.ts";
-import { tinyConfig } from "../../src/model/tiny.ts";
+import { tinyConfig } from "../../src/hub/tiny.ts";
 import { api, assert, assertEq, makeTree, startTestServer, waitFor } from "./helpers.ts";
 
 const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));

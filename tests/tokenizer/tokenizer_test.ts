@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { UsageError } from "../../src/cli/errors.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { TINY_VOCAB_SIZE, tinyChatTokenizer, tinyTokenizerFiles } from "../../src/tokenizer/tiny.ts";
 import { type ChatMessage, loadTokenizer } from "../../src/tokenizer/tokenizer.ts";
 

@@ -6,7 +6,7 @@ import { BufferPool } from "../../src/gpu/buffers.ts";
 import { Gemma2Engine } from "../../src/model/engine.ts";
 import { randomWeights } from "../../src/model/weights.ts";
 import { initLoraParams } from "../../src/lora/params.ts";
-import { tinyConfig } from "../../src/model/tiny.ts";
+import { tinyConfig } from "../../src/hub/tiny.ts";
 import { GpuTrainEngine } from "../../src/train/step_engine.ts";
 import type { TrainBatch } from "../../src/train/loop.ts";
 import { testGpu } from "../helpers/gpu.ts";

@@ -16,7 +16,7 @@
 import source from "../../../kernels/matmul.wgsl" with { type: "text" };
 import regblockSource from "../../../kernels/matmul_regblock.wgsl" with { type: "text" };
 import matvecSource from "../../../kernels/matvec.wgsl" with { type: "text" };
-import { UsageError } from "../../cli/errors.ts";
+import { UsageError } from "../../util/errors.ts";
 import type { Gpu } from "../device.ts";
 import { getKernel, type Kernel } from "../kernel.ts";
 import { f32, type ParamValue } from "../params.ts";

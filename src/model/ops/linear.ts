@@ -36,6 +36,7 @@ import { f32 } from "../../gpu/params.ts";
 import { type Binding, foldGrid, type Recorder } from "../../gpu/recorder.ts";
 import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
 import { DROPOUT_WGSL_LIB, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
+import type { LoraBranch } from "../../lora/params.ts";
 
 export type { DropoutSpec } from "../../lora/dropout.ts";
 export type ComputeType = "f32" | "f16";
@@ -65,18 +66,8 @@ export interface DenseWeight {
 
 export type LinearWeight = Nf4Weight | DenseWeight;
 
-/** The LoRA branch of one projection. */
-export interface LoraBranch {
-  /** lora_A weight [r, in], f32. */
-  A: Binding;
-  /** lora_B weight [out, r], f32. */
-  B: Binding;
-  r: number;
-  /** lora_alpha / r (or / sqrt(r) with use_rslora). */
-  scaling: number;
-  /** Training: the micro-batch's mask spec. Eval / inference: null or omitted (or p = 0). */
-  dropout?: DropoutSpec | null;
-}
+// The LoRA branch of one projection is declared with the LoRA parameters (src/lora/params.ts).
+export type { LoraBranch };
 
 export interface LinearShape {
   /** Rows of x and y (batch × sequence). */

@@ -32,7 +32,7 @@ import { BufferPool, createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import type { Gpu } from "../../../src/gpu/device.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readF32 } from "../../../src/gpu/readback.ts";
-import { fromF16Array, toF16Array } from "../../../src/gpu/half.ts";
+import { fromF16Array, toF16Array } from "../../../src/util/half.ts";
 import { readSafetensorsFile } from "../../../src/safetensors/read_file.ts";
 import { toFloat64 } from "../../../src/safetensors/decode.ts";
 import { assertClose, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";

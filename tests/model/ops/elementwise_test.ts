@@ -2,7 +2,7 @@ import { axpy, castF16, copyF32, fill, scale } from "../../../src/model/ops/elem
 import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readBuffer, readF32 } from "../../../src/gpu/readback.ts";
-import { f16BitsToF32 } from "../../../src/gpu/half.ts";
+import { f16BitsToF32 } from "../../../src/util/half.ts";
 import { expandSource } from "../../../src/gpu/kernel.ts";
 import rmsnormFwdSrc from "../../../kernels/rmsnorm_fwd.wgsl" with { type: "text" };
 import rmsnormBwdSrc from "../../../kernels/rmsnorm_bwd.wgsl" with { type: "text" };

@@ -8,7 +8,7 @@ import { embeddingFwd } from "../../../src/model/ref/embedding.ts";
 import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readF32 } from "../../../src/gpu/readback.ts";
-import { bf16BitsToF32, f32ToBf16Bits, fromF16Array, toF16Array } from "../../../src/gpu/half.ts";
+import { bf16BitsToF32, f32ToBf16Bits, fromF16Array, toF16Array } from "../../../src/util/half.ts";
 import type { Gpu } from "../../../src/gpu/device.ts";
 import { assertClose, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
 

@@ -3,7 +3,7 @@ import { gegluBwd, gegluFwd, geluTanh } from "../../../src/model/ref/geglu.ts";
 import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readBuffer, readF32 } from "../../../src/gpu/readback.ts";
-import { fromF16Array } from "../../../src/gpu/half.ts";
+import { fromF16Array } from "../../../src/util/half.ts";
 import { assertClose, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
 
 // [rows, cols]: ragged (1, primes, not multiples of the 256-wide workgroup), gemma-2-2b's 9216 and the tiny 128.

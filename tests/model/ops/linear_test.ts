@@ -28,7 +28,7 @@ import { upload } from "../../../src/gpu/buffers.ts";
 import type { Gpu } from "../../../src/gpu/device.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readF32 } from "../../../src/gpu/readback.ts";
-import { f16BitsToF32, f32ToF16Bits, toF16Array } from "../../../src/gpu/half.ts";
+import { f16BitsToF32, f32ToF16Bits, toF16Array } from "../../../src/util/half.ts";
 import { readSafetensorsFile } from "../../../src/safetensors/read_file.ts";
 import { assertClose, randomArray, rng, testGpu, testReductionsIf } from "../../helpers/gpu.ts";
 

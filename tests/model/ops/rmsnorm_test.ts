@@ -8,7 +8,7 @@ import { rmsnormBwd, rmsnormFwd } from "../../../src/model/ref/rmsnorm.ts";
 import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readBuffer, readF32 } from "../../../src/gpu/readback.ts";
-import { fromF16Array } from "../../../src/gpu/half.ts";
+import { fromF16Array } from "../../../src/util/half.ts";
 import { assertClose, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";
 
 const EPS = 1e-6;
