@@ -15,6 +15,7 @@ import { UsageError } from "../util/errors.ts";
 import type { ChatMessage, ChatTokenizer } from "../tokenizer/tokenizer.ts";
 import type { Dialogue } from "./schema.ts";
 
+/** The label of a position without a target: transformers' CrossEntropyLoss ignore_index. */
 export const IGNORE_INDEX = -100;
 
 export interface Example {

@@ -11,7 +11,7 @@
  */
 import type { Decoder } from "../model/decode.ts";
 import type { ChatMessage, ChatTokenizer } from "../tokenizer/tokenizer.ts";
-import { seededRandom } from "../data/split.ts";
+import { seededRandom } from "../util/random.ts";
 import {
   chooseToken,
   isPlainGreedy,
@@ -20,7 +20,7 @@ import {
   type SamplingOptions,
 } from "./sampling.ts";
 
-/** The PRNG stream of generation (src/data/split.ts seededRandom streams are per purpose). */
+/** The PRNG stream of generation (src/util/random.ts seededRandom streams are per purpose). */
 export const GENERATION_STREAM = 0x67656e; // "gen"
 
 export interface RowRequest {

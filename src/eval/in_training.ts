@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import type { Dialogue } from "../data/mod.ts";
-import { mix32 } from "../data/split.ts";
+import { mix32 } from "../util/random.ts";
 import { Decoder } from "../model/decode.ts";
 import type { Gemma2Engine } from "../model/engine.ts";
 import { EVAL_METRICS } from "../report/metrics_csv.ts";

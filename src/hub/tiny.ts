@@ -11,6 +11,7 @@
  */
 import { join } from "node:path";
 import { f32ToBf16Bits } from "../util/half.ts";
+import { mulberry32 } from "../util/random.ts";
 import { type Gemma2Config, Gemma2ConfigSchema } from "../config/gemma2.ts";
 import { TINY_VOCAB_SIZE, tinyTokenizerFiles } from "../tokenizer/tiny.ts";
 import { encodeSafetensors, type WriteTensor } from "../safetensors/write.ts";
@@ -74,21 +75,9 @@ function hash(s: string): number {
   return h;
 }
 
-/** mulberry32 uniform in [0, 1). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** n values ~ N(0, std) as bfloat16 bits (Box-Muller in float64, then round-to-nearest-even). */
 export function normalBf16(n: number, std: number, seed: number): Uint16Array<ArrayBuffer> {
-  const u = uniform(seed);
+  const u = mulberry32(seed);
   const out = new Uint16Array(n);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(1 - u()));

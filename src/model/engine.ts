@@ -15,6 +15,7 @@
  * layer keeps its own workspace.
  */
 import neftuneSource from "../../kernels/neftune.wgsl" with { type: "text" };
+import { IGNORE_INDEX } from "../data/tokenize.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
 import { getKernel } from "../gpu/kernel.ts";
 import { f32 } from "../gpu/params.ts";
@@ -244,7 +245,7 @@ export class Gemma2Engine {
       }
       ids[i] = id;
     }
-    const targets = new Int32Array(n).fill(-100);
+    const targets = new Int32Array(n).fill(IGNORE_INDEX);
     if (labels) {
       for (let b = 0; b < s.B; b++) {
         for (let t = 0; t + 1 < s.T; t++) targets[b * s.T + t] = labels[b * s.T + t + 1];

@@ -2,6 +2,7 @@
  * Test helpers for kernels. `testGpu()` fails (never skips) when WebGPU is missing, with the install hint.
  */
 import { getGpu, type Gpu, INSTALL_HINT } from "../../src/gpu/device.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 
 export async function testGpu(): Promise<Gpu> {
   try {
@@ -51,17 +52,8 @@ export function testReductionsIf(both: boolean, name: string, fn: () => Promise<
   else Deno.test(name, fn);
 }
 
-/** Deterministic PRNG (mulberry32) for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for test data: the project's mulberry32 (src/util/random.ts). */
+export const rng: (seed: number) => () => number = mulberry32;
 
 export function randomArray(n: number, rand: () => number, scale = 1): Float32Array<ArrayBuffer> {
   const a = new Float32Array(n);

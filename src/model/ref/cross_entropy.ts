@@ -4,9 +4,11 @@
  * `tanh(logits/c)·c`, then CrossEntropyLoss(ignore_index=−100) = mean over all counted tokens of the batch.
  * Rows here already carry their shifted target (row n is scored against the token that follows it).
  */
+import { IGNORE_INDEX } from "../../data/tokenize.ts";
 import { softcap, softcapGrad } from "./gemma2.ts";
 
-export const IGNORE_INDEX = -100;
+// The label of a position without a target (transformers' ignore_index), defined with the labels.
+export { IGNORE_INDEX };
 
 /** logits [N, V] = softcap(h·tableᵀ); h [N, dim], table [V, dim] (the unscaled embedding, tied). */
 export function lmHeadLogits(
