@@ -16,17 +16,13 @@ import type { Gpu } from "../gpu/device.ts";
 import { checkKernels, type Kernel } from "../gpu/kernel.ts";
 import type { ParamValue } from "../gpu/params.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
-import { initLoraParams, type LoraTarget } from "../lora/params.ts";
-import { type Gemma2Config, isSlidingLayer } from "../config/gemma2.ts";
+import { initLoraParams } from "../lora/params.ts";
+import { type Gemma2Config, isSlidingLayer, projectionDims, PROJECTIONS } from "../config/gemma2.ts";
 import { Gemma2Engine } from "../model/engine.ts";
 import { attentionFlops } from "../model/ops/attention.ts";
-import {
-  buildWeights,
-  type ModelWeights,
-  PROJECTIONS,
-  projectionShape,
-  randomWeights,
-} from "../model/weights.ts";
+import { buildWeights, type ModelWeights, randomWeights } from "../model/weights.ts";
+import { linearPassFlops } from "../model/ops/linear.ts";
+import { matmulFlops } from "../gpu/ops/matmul.ts";
 import type { HostTensor } from "../quant/store.ts";
 import { recordAdamW, recordClip, recordSnapshot } from "../train/optimizer.ts";
 import { GpuTrainEngine } from "../train/step_engine.ts";
@@ -133,34 +129,25 @@ export function stepFlops(o: StepFlopOptions): StepFlops {
     softcap: null,
     window: isSlidingLayer(l) ? c.sliding_window : null,
   });
-  const forward = (l: number, into: (f: string, x: number) => void) => {
+  // One layer's pass, summed from the ops' own FLOP helpers (linearPassFlops, attentionFlops).
+  const pass = (l: number, dir: "fwd" | "bwd", into: (f: string, x: number) => void) => {
     for (const p of PROJECTIONS) {
-      const [out, inF] = projectionShape(c, p);
-      into(base, 2 * n * inF * out);
-      if (o.targets.includes(p as LoraTarget)) {
-        into("lora", 2 * n * o.r * inF); // lora_down
-        into(o.quantized ? base : "lora", 2 * n * o.r * out); // LoRA slabs of nf4_matmul, or lora_up
-      }
+      const { inF, outF } = projectionDims(c, p);
+      const r = o.targets.includes(p) ? o.r : 0;
+      const f = linearPassFlops({ tokens: n, inF, outF }, r, dir, o.quantized);
+      into(base, f.base);
+      if (f.lora) into("lora", f.lora);
     }
-    into("attention", attentionFlops(attn(l), "fwd"));
+    into("attention", attentionFlops(attn(l), dir));
   };
-  const backward = (l: number) => {
-    for (const p of PROJECTIONS) {
-      const [out, inF] = projectionShape(c, p);
-      add(base, 2 * n * inF * out); // dx = dy·W
-      if (o.targets.includes(p as LoraTarget)) {
-        add("lora", 2 * n * o.r * (2 * out + inF)); // du, dB, dA
-        add(o.quantized ? base : "lora", 2 * n * o.r * inF); // dx LoRA slabs (or lora_up)
-      }
-    }
-    add("attention", attentionFlops(attn(l), "bwd"));
-  };
+  const forward = (l: number, into: (f: string, x: number) => void) => pass(l, "fwd", into);
+  const backward = (l: number) => pass(l, "bwd", add);
   const L = c.num_hidden_layers;
   for (let l = 0; l < L; l++) {
     forward(l, add);
     backward(l);
   }
-  add("dense_matmul", 6 * n * c.vocab_size * H); // head: logits, then logits again + dh
+  add("dense_matmul", 3 * matmulFlops({ M: n, N: c.vocab_size, K: H })); // head: logits, then logits again + dh
   const model = Object.values(fam).reduce((a, b) => a + b, 0);
   let recompute = 0;
   if (o.checkpointing) {

@@ -30,17 +30,95 @@ export const Gemma2ConfigSchema = z.object({
 
 export type Gemma2Config = z.infer<typeof Gemma2ConfigSchema>;
 
-/** The seven linear projections of a decoder layer, by their HF module names (model order). */
-export const PROJECTIONS = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
+/**
+ * The seven linear projections of a decoder layer, declared once: HF module name (model order), the block that
+ * holds it (transformers modeling_gemma2.py Gemma2Attention = `self_attn`, Gemma2MLP = `mlp`), nn.Linear's
+ * in/out features from the config, and whether the seed configuration's LoRA targets it (PEFT can wrap all
+ * seven; the seed targets q/k/v/o). Everything that names, shapes or targets a projection reads this table:
+ * config validation (src/config/schema.ts), the weights (src/model/weights.ts), LoRA (src/lora/params.ts),
+ * the quantization plan (src/quant/plan.ts), the float64 reference (src/model/reference.ts) and the bench's
+ * FLOP count (src/bench/step.ts).
+ */
+export const PROJECTION_SPECS = {
+  q_proj: { block: "self_attn", inF: "hidden", outF: "q", seedLora: true },
+  k_proj: { block: "self_attn", inF: "hidden", outF: "kv", seedLora: true },
+  v_proj: { block: "self_attn", inF: "hidden", outF: "kv", seedLora: true },
+  o_proj: { block: "self_attn", inF: "q", outF: "hidden", seedLora: true },
+  gate_proj: { block: "mlp", inF: "hidden", outF: "intermediate", seedLora: false },
+  up_proj: { block: "mlp", inF: "hidden", outF: "intermediate", seedLora: false },
+  down_proj: { block: "mlp", inF: "intermediate", outF: "hidden", seedLora: false },
+} as const satisfies Record<string, ProjectionSpec>;
+
+export interface ProjectionSpec {
+  block: "self_attn" | "mlp";
+  /** Which width of the config each side has (projectionDims). */
+  inF: Width;
+  outF: Width;
+  /** In the seed configuration's lora.target_modules. */
+  seedLora: boolean;
+}
+type Width = "hidden" | "q" | "kv" | "intermediate";
+
+export type Projection = keyof typeof PROJECTION_SPECS;
+/** The projection names in model order (also the order of the LoRA dropout streams). */
+export const PROJECTIONS = Object.keys(PROJECTION_SPECS) as [Projection, ...Projection[]];
+/** The seed configuration's LoRA targets (q/k/v/o). */
+export const SEED_LORA_TARGETS: Projection[] = PROJECTIONS.filter((p) => PROJECTION_SPECS[p].seedLora);
+
+export function isProjection(s: string): s is Projection {
+  return Object.hasOwn(PROJECTION_SPECS, s);
+}
+
+function width(c: Gemma2Config, w: Width): number {
+  switch (w) {
+    case "hidden":
+      return c.hidden_size;
+    case "q":
+      return c.num_attention_heads * c.head_dim;
+    case "kv":
+      return c.num_key_value_heads * c.head_dim;
+    case "intermediate":
+      return c.intermediate_size;
+  }
+}
+
+/** nn.Linear in/out features of a projection. */
+export function projectionDims(c: Gemma2Config, p: Projection): { inF: number; outF: number } {
+  const s = PROJECTION_SPECS[p];
+  return { inF: width(c, s.inF), outF: width(c, s.outF) };
+}
+
+/** [out, in] of a projection: nn.Linear's weight layout. */
+export function projectionShape(c: Gemma2Config, p: Projection): [number, number] {
+  const { inF, outF } = projectionDims(c, p);
+  return [outF, inF];
+}
+
+/** transformers' module path in Gemma2ForCausalLM's inner Gemma2Model, e.g. `model.layers.3.self_attn.q_proj`. */
+export function modulePath(layer: number, p: Projection): string {
+  return `model.layers.${layer}.${PROJECTION_SPECS[p].block}.${p}`;
+}
+
+/** The PEFT state-dict key (docs/ARCHITECTURE.md, "File formats"): `base_model.model.<module path>.lora_A.weight`. */
+export function peftKey(layer: number, p: Projection, which: "A" | "B"): string {
+  return `base_model.model.${modulePath(layer, p)}.lora_${which}.weight`;
+}
+
+/** The layer and projection of a checkpoint tensor name (`model.layers.3.mlp.up_proj.weight`), else null. */
+export function parseProjectionTensor(name: string): { layer: number; proj: Projection } | null {
+  const m = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.weight$/.exec(name);
+  if (!m || !isProjection(m[3]) || PROJECTION_SPECS[m[3]].block !== m[2]) return null;
+  return { layer: +m[1], proj: m[3] };
+}
+
+/** The four RMSNorm weights of a decoder layer (Gemma2DecoderLayer), in checkpoint order. */
+export const NORMS = [
+  "input_layernorm",
+  "post_attention_layernorm",
+  "pre_feedforward_layernorm",
+  "post_feedforward_layernorm",
 ] as const;
-export type Projection = typeof PROJECTIONS[number];
+export type NormName = typeof NORMS[number];
 
 /** transformers: sliding-window attention on layers with layer_idx % 2 == 0. */
 export function isSlidingLayer(layer: number): boolean {

@@ -4,6 +4,7 @@
  * Every object is `.strict()`: an unknown key is an error (src/config/merge.ts suggests the closest name).
  */
 import { z } from "zod";
+import { PROJECTIONS, SEED_LORA_TARGETS } from "./gemma2.ts";
 
 export const ModelSchema = z.object({
   /** Hub repo id (optionally `@revision`), a local directory laid out like a Hub repo, `tiny` or `gemma-2-2b-random`. */
@@ -21,10 +22,8 @@ export const QuantizationSchema = z.object({
 export const LoraSchema = z.object({
   r: z.number().int().min(1).max(1024).default(16),
   lora_alpha: z.number().positive().default(32),
-  target_modules: z.array(
-    z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
-  )
-    .min(1).default(["q_proj", "k_proj", "v_proj", "o_proj"]),
+  /** Projections to wrap (src/config/gemma2.ts PROJECTION_SPECS); default the seed's q/k/v/o. */
+  target_modules: z.array(z.enum(PROJECTIONS)).min(1).default(() => [...SEED_LORA_TARGETS]),
   lora_dropout: z.number().min(0).max(1).default(0.1),
   bias: z.literal("none").default("none"),
   task_type: z.literal("CAUSAL_LM").default("CAUSAL_LM"),

@@ -29,7 +29,7 @@ import {
   parseModelName,
 } from "../hub/load.ts";
 import { NO_PROGRESS, type Progress, stderrProgress } from "../util/progress.ts";
-import type { Gemma2Config } from "../config/gemma2.ts";
+import { type Gemma2Config, modulePath } from "../config/gemma2.ts";
 import { dequantizeNf4 } from "../quant/nf4.ts";
 import { expectedTensors } from "../quant/plan.ts";
 import type { Dtype } from "../safetensors/header.ts";
@@ -38,7 +38,6 @@ import { createSafetensorsWriter, type SafetensorsStreamWriter } from "../safete
 import { writeFileAtomic } from "../util/atomic.ts";
 import { mergeLoraWeight } from "./merge.ts";
 import type { LoraModuleInfo, LoraParams } from "./params.ts";
-import { modulePath } from "./params.ts";
 import { type AdapterConfig, adapterToParams, loadAdapter } from "./peft.ts";
 
 /** Output dtypes, named as transformers' `torch_dtype`. */

@@ -9,7 +9,14 @@
  * counter-based (the same hash as the dropout masks, src/lora/dropout.ts), so each tensor's values depend only on
  * (seed, layer, module), not on which other modules are targeted; it is not torch's RNG stream.
  */
-import type { Gemma2Config } from "../config/gemma2.ts";
+import {
+  type Gemma2Config,
+  isProjection,
+  peftKey,
+  type Projection,
+  projectionDims,
+  PROJECTIONS,
+} from "../config/gemma2.ts";
 import type { Binding } from "../gpu/recorder.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
 import { upload } from "../gpu/buffers.ts";
@@ -17,52 +24,12 @@ import type { Gpu } from "../gpu/device.ts";
 import { readF32 } from "../gpu/readback.ts";
 import { dropoutKey, type DropoutSpec, pcgHash } from "./dropout.ts";
 
-/** The projections LoRA can target, in the order of their stream ids. */
-export const LORA_TARGETS = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-] as const;
-export type LoraTarget = typeof LORA_TARGETS[number];
+/** The projections LoRA can target (PEFT can wrap every one), in the order of their stream ids. */
+export const LORA_TARGETS: readonly Projection[] = PROJECTIONS;
+export type LoraTarget = Projection;
 
 export function isLoraTarget(s: string): s is LoraTarget {
-  return (LORA_TARGETS as readonly string[]).includes(s);
-}
-
-/** transformers' module path in Gemma2ForCausalLM's inner Gemma2Model, e.g. `model.layers.3.self_attn.q_proj`. */
-export function modulePath(layer: number, m: LoraTarget): string {
-  const block = m === "gate_proj" || m === "up_proj" || m === "down_proj" ? "mlp" : "self_attn";
-  return `model.layers.${layer}.${block}.${m}`;
-}
-
-/** The PEFT state-dict key (PEFT_ADAPTER_FORMAT.md): `base_model.model.<module path>.lora_A.weight`. */
-export function peftKey(layer: number, m: LoraTarget, which: "A" | "B"): string {
-  return `base_model.model.${modulePath(layer, m)}.lora_${which}.weight`;
-}
-
-/** nn.Linear in/out features of a projection (transformers modeling_gemma2.py Gemma2Attention / Gemma2MLP). */
-export function projectionDims(cfg: Gemma2Config, m: LoraTarget): { inF: number; outF: number } {
-  const h = cfg.hidden_size;
-  const q = cfg.num_attention_heads * cfg.head_dim;
-  const kv = cfg.num_key_value_heads * cfg.head_dim;
-  switch (m) {
-    case "q_proj":
-      return { inF: h, outF: q };
-    case "k_proj":
-    case "v_proj":
-      return { inF: h, outF: kv };
-    case "o_proj":
-      return { inF: q, outF: h };
-    case "gate_proj":
-    case "up_proj":
-      return { inF: h, outF: cfg.intermediate_size };
-    case "down_proj":
-      return { inF: cfg.intermediate_size, outF: h };
-  }
+  return isProjection(s);
 }
 
 /** The dropout stream of one LoRA layer: distinct per (layer, module) so masks are independent (PEFT: one

@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../util/errors.ts";
-import type { Gemma2Config } from "../config/gemma2.ts";
+import { type Gemma2Config, modulePath } from "../config/gemma2.ts";
 import { readSafetensorsFile } from "../safetensors/read_file.ts";
 import { encodeSafetensors, type WriteTensor } from "../safetensors/write.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -26,7 +26,6 @@ import {
   type LoraParams,
   loraScaling,
   type LoraTarget,
-  modulePath,
   tensorView,
 } from "./params.ts";
 

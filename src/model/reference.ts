@@ -25,19 +25,9 @@ import { crossEntropyFwd, IGNORE_INDEX, lmHeadCeBwd, lmHeadLogits } from "./ref/
 import { loraLinearBwd, loraLinearFwd } from "./ref/linear.ts";
 import { addInto, matmulDyW, matmulXWt } from "./ref/gemma2.ts";
 
-import { type Projection, PROJECTIONS } from "../config/gemma2.ts";
-export { type Projection, PROJECTIONS };
-
-/** HF module path of a projection: `model.layers.{i}.self_attn.q_proj` / `model.layers.{i}.mlp.gate_proj`. */
-export function modulePath(layer: number, proj: Projection): string {
-  const block = proj === "gate_proj" || proj === "up_proj" || proj === "down_proj" ? "mlp" : "self_attn";
-  return `model.layers.${layer}.${block}.${proj}`;
-}
-
-/** PEFT adapter key: `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`. */
-export function peftKey(layer: number, proj: Projection, which: "A" | "B"): string {
-  return `base_model.model.${modulePath(layer, proj)}.lora_${which}.weight`;
-}
+import { modulePath, peftKey, type Projection, projectionDims, PROJECTIONS } from "../config/gemma2.ts";
+// The projections' names, module paths and PEFT keys are the model description's (src/config/gemma2.ts).
+export { modulePath, peftKey, type Projection, PROJECTIONS };
 
 export interface RefLoraWeights {
   /** [r, in] */
@@ -237,23 +227,6 @@ function dims(c: Gemma2Config, B: number, T: number): Dims {
   };
 }
 
-function projShape(d: Dims, pr: Projection): { inF: number; outF: number } {
-  switch (pr) {
-    case "q_proj":
-      return { inF: d.H, outF: d.Hq * d.D };
-    case "k_proj":
-    case "v_proj":
-      return { inF: d.H, outF: d.Hkv * d.D };
-    case "o_proj":
-      return { inF: d.Hq * d.D, outF: d.H };
-    case "gate_proj":
-    case "up_proj":
-      return { inF: d.H, outF: d.I };
-    case "down_proj":
-      return { inF: d.I, outF: d.H };
-  }
-}
-
 /** Everything one layer's backward needs (the forward's inputs and intermediates). */
 interface LayerCache {
   x: Float64Array;
@@ -289,7 +262,7 @@ interface Ctx {
 
 function linFwd(ctx: Ctx, layer: number, pr: Projection, x: Float64Array): Float64Array {
   const L = ctx.model.layers[layer];
-  const { inF, outF } = projShape(ctx.d, pr);
+  const { inF, outF } = projectionDims(ctx.model.config, pr);
   const lo = ctx.useLora ? L.lora[pr] : undefined;
   if (!lo) return matmulXWt(x, L.proj[pr], ctx.d.N, inF, outF);
   const mask = ctx.opts.dropMasks?.get(modulePath(layer, pr));
@@ -318,7 +291,7 @@ function linBwd(
   grads: Map<string, Float64Array>,
 ): Float64Array {
   const L = ctx.model.layers[layer];
-  const { inF, outF } = projShape(ctx.d, pr);
+  const { inF, outF } = projectionDims(ctx.model.config, pr);
   const lo = ctx.useLora ? L.lora[pr] : undefined;
   if (!lo) return matmulDyW(dy, L.proj[pr], ctx.d.N, inF, outF);
   const mask = ctx.opts.dropMasks?.get(modulePath(layer, pr));
@@ -539,13 +512,12 @@ export function randomRefModel(
   lora: { r: number; alpha: number; targets: readonly Projection[] } = { r: 0, alpha: 0, targets: [] },
 ): RefModel {
   const u = (n: number, s: number) => Float64Array.from({ length: n }, () => (rand() * 2 - 1) * s);
-  const d = dims(config, 1, 1);
   const layers: RefLayer[] = [];
   for (let i = 0; i < config.num_hidden_layers; i++) {
     const proj = {} as Record<Projection, Float64Array>;
     const lo: Partial<Record<Projection, RefLoraWeights>> = {};
     for (const pr of PROJECTIONS) {
-      const { inF, outF } = projShape(d, pr);
+      const { inF, outF } = projectionDims(config, pr);
       proj[pr] = u(outF * inF, 1 / Math.sqrt(inF));
       if (lora.targets.includes(pr)) {
         lo[pr] = { A: u(lora.r * inF, 1 / Math.sqrt(inF)), B: u(outF * lora.r, 0.1) };

@@ -13,22 +13,21 @@ import { f32 } from "../gpu/params.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { f32ToF16Bits } from "../util/half.ts";
 import type { HostTensor } from "../quant/store.ts";
-import type { Gemma2Config } from "../config/gemma2.ts";
 import type { TableChunk } from "./ops/cross_entropy.ts";
 import { embeddingChunkRows } from "./ops/embedding.ts";
 import { type LinearWeight, nf4Bytes, uploadNf4 } from "./ops/linear.ts";
 import { ropeInvFreq } from "./ops/rope.ts";
-import { projectionDims } from "../lora/params.ts";
-
-import { type Projection, PROJECTIONS } from "../config/gemma2.ts";
-export { type Projection, PROJECTIONS };
-export const NORMS = [
-  "input_layernorm",
-  "post_attention_layernorm",
-  "pre_feedforward_layernorm",
-  "post_feedforward_layernorm",
-] as const;
-export type NormName = typeof NORMS[number];
+import {
+  type Gemma2Config,
+  type NormName,
+  NORMS,
+  parseProjectionTensor,
+  type Projection,
+  PROJECTIONS,
+  projectionShape,
+} from "../config/gemma2.ts";
+// The model description (src/config/gemma2.ts), re-exported for the engine's modules.
+export { type NormName, NORMS, type Projection, PROJECTIONS, projectionShape };
 
 export interface LayerWeights {
   norms: Record<NormName, GPUBuffer>;
@@ -47,12 +46,6 @@ export interface ModelWeights {
   quantized: boolean;
 }
 
-/** [out, in] of a projection: nn.Linear's weight layout (dims from src/lora/params.ts projectionDims). */
-export function projectionShape(c: Gemma2Config, p: Projection): [number, number] {
-  const { inF, outF } = projectionDims(c, p);
-  return [outF, inF];
-}
-
 /** HF tensor name -> where it goes. */
 export function parseTensorName(name: string):
   | { kind: "embed" }
@@ -62,10 +55,8 @@ export function parseTensorName(name: string):
   | null {
   if (name === "model.embed_tokens.weight") return { kind: "embed" };
   if (name === "model.norm.weight") return { kind: "final_norm" };
-  const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.weight$/.exec(name);
-  if (m && (PROJECTIONS as readonly string[]).includes(m[2])) {
-    return { kind: "proj", layer: +m[1], proj: m[2] as Projection };
-  }
+  const p = parseProjectionTensor(name);
+  if (p) return { kind: "proj", ...p };
   const n = /^model\.layers\.(\d+)\.(\w+)\.weight$/.exec(name);
   if (n && (NORMS as readonly string[]).includes(n[2])) {
     return { kind: "norm", layer: +n[1], norm: n[2] as NormName };

@@ -5,12 +5,18 @@
  */
 import { UsageError } from "../util/errors.ts";
 import type { QuantizationConfig } from "../config/schema.ts";
-import type { Gemma2Config } from "../config/gemma2.ts";
+import {
+  type Gemma2Config,
+  modulePath,
+  NORMS,
+  parseProjectionTensor,
+  PROJECTIONS,
+  projectionShape,
+} from "../config/gemma2.ts";
 
-const LINEAR = /^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$/;
-
+/** One of the seven decoder projections (src/config/gemma2.ts), by its checkpoint tensor name. */
 export function isDecoderLinear(name: string): boolean {
-  return LINEAR.test(name);
+  return parseProjectionTensor(name) !== null;
 }
 
 export function shouldQuantize(name: string, quant: QuantizationConfig): boolean {
@@ -46,24 +52,8 @@ export function expectedTensors(c: Gemma2Config): Map<string, number[]> {
   const h = c.hidden_size;
   m.set("model.embed_tokens.weight", [c.vocab_size, h]);
   for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    m.set(p + "self_attn.q_proj.weight", [c.num_attention_heads * c.head_dim, h]);
-    m.set(p + "self_attn.k_proj.weight", [c.num_key_value_heads * c.head_dim, h]);
-    m.set(p + "self_attn.v_proj.weight", [c.num_key_value_heads * c.head_dim, h]);
-    m.set(p + "self_attn.o_proj.weight", [h, c.num_attention_heads * c.head_dim]);
-    m.set(p + "mlp.gate_proj.weight", [c.intermediate_size, h]);
-    m.set(p + "mlp.up_proj.weight", [c.intermediate_size, h]);
-    m.set(p + "mlp.down_proj.weight", [h, c.intermediate_size]);
-    for (
-      const n of [
-        "input_layernorm",
-        "post_attention_layernorm",
-        "pre_feedforward_layernorm",
-        "post_feedforward_layernorm",
-      ]
-    ) {
-      m.set(p + `${n}.weight`, [h]);
-    }
+    for (const p of PROJECTIONS) m.set(`${modulePath(l, p)}.weight`, projectionShape(c, p));
+    for (const n of NORMS) m.set(`model.layers.${l}.${n}.weight`, [h]);
   }
   m.set("model.norm.weight", [h]);
   if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, h]);

@@ -1,5 +1,5 @@
 /** LoRA parameter layout and init (src/lora/params.ts). */
-import { GEMMA2_2B, Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
+import { GEMMA2_2B, Gemma2ConfigSchema, peftKey, projectionDims } from "../../src/config/gemma2.ts";
 import {
   createLoraBuffer,
   downloadLoraParams,
@@ -8,8 +8,6 @@ import {
   loraBranch,
   loraLayout,
   loraStreamId,
-  peftKey,
-  projectionDims,
   tensorBinding,
   tensorView,
   uploadLoraParams,

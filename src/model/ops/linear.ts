@@ -550,5 +550,28 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
 
 /** Useful FLOP of one forward (base + LoRA), for benchmarks. */
 export function linearFlops(s: LinearShape, r = 0): number {
-  return 2 * s.tokens * s.inF * s.outF + (r ? 2 * s.tokens * r * (s.inF + s.outF) : 0);
+  const f = linearPassFlops(s, r, "fwd", false);
+  return f.base + f.lora;
+}
+
+/**
+ * FLOP of one projection's forward or backward (rank r, 0 = no LoRA), split by the kernels that run them:
+ * `base` is the base product's kernel (nf4_matmul / nf4_matmul_dx, or the dense matmul), which for NF4 weights
+ * also runs the LoRA products fused in as extra K-slabs; `lora` is the LoRA kernels' own work.
+ * Forward: y = x·Wᵀ (2·n·in·out), u = x·Aᵀ (lora_down, 2·n·r·in), + u·Bᵀ (2·n·r·out: fused for NF4, else lora_up).
+ * Backward: dx = dy·W, du = dy·B and dB = dyᵀ·u (lora_down / lora_grad, 2·n·r·out each), dA = duᵀ·x
+ * (lora_grad, 2·n·r·in), dx += du·A (2·n·r·in: fused for NF4, else lora_up).
+ */
+export function linearPassFlops(
+  s: LinearShape,
+  r: number,
+  pass: "fwd" | "bwd",
+  nf4: boolean,
+): { base: number; lora: number } {
+  const n = s.tokens, inF = s.inF, outF = s.outF;
+  const base = 2 * n * inF * outF;
+  if (!r) return { base, lora: 0 };
+  const own = pass === "fwd" ? 2 * n * r * inF : 2 * n * r * (2 * outF + inF);
+  const slabs = pass === "fwd" ? 2 * n * r * outF : 2 * n * r * inF;
+  return nf4 ? { base: base + slabs, lora: own } : { base, lora: own + slabs };
 }
