@@ -1,6 +1,6 @@
 // A rung of the `maieutic bench` kernel ladder: dequantize a whole NF4 weight (bitsandbytes layout with
 // double-quantized absmax, as kernels/nf4_matmul.wgsl reads it) into a full f16 copy, the "dequantize, then
-// matmul" path that DESIGN §9 rules out for the engine. One invocation per packed u32 word = 8 elements,
+// matmul" path that docs/ARCHITECTURE.md#performance rules out for the engine. One invocation per packed u32 word = 8 elements,
 // which lie in one 64-block (64 is a multiple of 8); the output is written as 4 words of two halves each
 // (pack2x16float, low half = lower element index), so no shader-f16 feature is needed.
 //   absmax[b] = DYNAMIC_MAP[qabsmax[b]] · absmax2[b / 256] + offset;  w = NF4_CODE[code] · absmax[e / 64]

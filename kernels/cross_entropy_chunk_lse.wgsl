@@ -1,5 +1,5 @@
 // Fused lm_head cross-entropy, pass 1, one vocab chunk: fold the chunk's logits into each row's running
-// logsumexp and pick the target logit. DESIGN §9: the [N, V] logits are never materialized; the host computes
+// logsumexp and pick the target logit. docs/ARCHITECTURE.md#performance: the [N, V] logits are never materialized; the host computes
 // the chunk's pre-cap logits z [rows, cols] = h · E[v0 .. v0+cols)ᵀ with matmul.wgsl, then runs this kernel.
 //
 //   y = tanh(z/c)·c                       Gemma-2 final_logit_softcapping (transformers modeling_gemma2.py);

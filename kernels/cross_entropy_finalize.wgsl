@@ -6,7 +6,7 @@
 //   loss[0]      = Σ_r tokenLoss[r],  loss[1] = #counted rows (f32, exact below 2^24)
 //
 // torch's CrossEntropyLoss(ignore_index=−100, reduction="sum"); the trainer divides by the target-token count
-// of its whole accumulation window (DESIGN §7). ACCUMULATE = 1 adds into loss[0..1] instead of overwriting,
+// of its whole accumulation window (docs/ARCHITECTURE.md#one-training-step). ACCUMULATE = 1 adds into loss[0..1] instead of overwriting,
 // so one clear + one readback cover many micro-batches (or a whole eval split).
 // One workgroup of WG invocations strides over the rows, then wg_sum. Entry `main_logprob` also writes
 // labelLogprob[r] = y[r, target[r]] − lse[r] (0 when ignored), i.e. log_softmax at the label.

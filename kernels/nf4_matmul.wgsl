@@ -1,7 +1,7 @@
 // Forward of a QLoRA projection:  Y = X · Wᵀ  (+ scaling · U · Bᵀ)  (+ Y when beta = 1), f32 accumulation.
 //   X [M, K] (row stride ldx), W [N, K] frozen in bitsandbytes NF4 with double-quantized absmax, U [M, R] the
 //   LoRA down-projection dropout(x)·Aᵀ (kernels/lora_down.wgsl), B [N, R] lora_B, Y [M, N] (row stride ldy).
-// NF4 is dequantized inside the tile, never to a full weight (DESIGN §9). Layout and order follow bitsandbytes
+// NF4 is dequantized inside the tile, never to a full weight (docs/ARCHITECTURE.md#performance). Layout and order follow bitsandbytes
 // (functional.py dequantize_4bit / csrc kDequantizeBlockwise; golden README §NF4): W flattened row-major, blocks
 // of 64 consecutive elements (a block may cross rows), byte k = code[2k] << 4 | code[2k+1], bytes read from
 // little-endian u32 words;
@@ -9,7 +9,7 @@
 //   w         = f32(NF4_CODE[code] * absmax[e / 64])
 // and the dequantized value is rounded to the operand type OP_T (f16 or f32), as bnb's unfused path does
 // (dequantize into the compute dtype, then F.linear). X is rounded to OP_T too (Linear4bit casts x to
-// compute_dtype), clamped to OP_MAX first so an f16 operand never becomes Inf (DESIGN §5). The slabs are staged
+// compute_dtype), clamped to OP_MAX first so an f16 operand never becomes Inf (docs/ARCHITECTURE.md#numerics). The slabs are staged
 // in workgroup memory of type OP_T: that is what makes the rounding happen (compilers fold f32(f16(v)) to v).
 // The LoRA term is a few more K-slabs of the same tile loop with f32 operands (PEFT adds LoRA in the LoRA dtype,
 // f32): the skinny product costs R/K of the main loop and Y is written once.

@@ -2,7 +2,7 @@
  * `deno task check-layers`: the folders of src/ form layers, and imports run one way, downwards. Reads the
  * module graph of main.ts (`deno info --json main.ts`, type-only imports included) and fails on any import of
  * a module in a higher layer or in another folder of the same layer, unless it is one of EXCEPTIONS (each
- * with its reason). The order and why it is so: docs/ARCHITECTURE.md, "Layers".
+ * with its reason). The order and why it is so: docs/ARCHITECTURE.md#layers.
  */
 
 /** Lowest first. A folder may import its own files and any folder of a lower layer. */
@@ -109,7 +109,7 @@ if (import.meta.main) {
   for (const v of bad) console.error(`${v.from} imports ${v.to}: ${v.why}`);
   if (bad.length) {
     console.error(
-      `check-layers: ${bad.length} import(s) against the layer order (docs/ARCHITECTURE.md, "Layers"): move the ` +
+      `check-layers: ${bad.length} import(s) against the layer order (docs/ARCHITECTURE.md#layers): move the ` +
         "shared code down, or pass it in from above",
     );
     Deno.exit(1);

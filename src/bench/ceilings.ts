@@ -1,5 +1,5 @@
 /**
- * The machine's measured limits for `maieutic bench` (DESIGN §9: kernels are reported against them):
+ * The machine's measured limits for `maieutic bench` (docs/ARCHITECTURE.md#performance: kernels are reported against them):
  * a streaming copy (kernels/bench_copy.wgsl) for memory bandwidth and an FMA loop (kernels/bench_fma.wgsl) for
  * arithmetic throughput. Each kernel figure is then given as a fraction of these two.
  */

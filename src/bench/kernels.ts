@@ -17,7 +17,7 @@
  * one-thread-per-output matmul (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, the
  * first register-blocked prototype (kernels/bench_matmul_regblock.wgsl), the tiled kernel with an f16 weight,
  * dequantize the NF4 weight to f16 then the tiled matmul (kernels/bench_nf4_dequant.wgsl + matmul.wgsl, the
- * path DESIGN §9 rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl); then the register-blocked
+ * path docs/ARCHITECTURE.md#performance rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl); then the register-blocked
  * family on the same shape (kernels/matmul_regblock.wgsl in f32 and with an f16 weight,
  * kernels/nf4_matmul_regblock.wgsl).
  */
@@ -681,7 +681,7 @@ export interface Ladder {
 /**
  * One projection shape (tokens × out × in) computed five (six with the prototype) ways with the tiled kernels
  * forced, then three more with the register-blocked family (`regblock`). The dequantize-then-matmul rung includes the
- * dequantize dispatch in its time (it runs every step: the full weight cannot be kept, DESIGN §9).
+ * dequantize dispatch in its time (it runs every step: the full weight cannot be kept, docs/ARCHITECTURE.md#performance).
  */
 export async function benchLadder(
   gpu: Gpu,

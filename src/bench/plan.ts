@@ -1,5 +1,5 @@
 /**
- * The memory plan (`maieutic bench --plan`, DESIGN §9): the engine's allocations for a model's real shapes,
+ * The memory plan (`maieutic bench --plan`, docs/ARCHITECTURE.md#performance): the engine's allocations for a model's real shapes,
  * counted without a device. The weights (randomWeights with gpu = null) and the Gemma2Engine (training
  * buffers, LoRA, AdamW state) are built in BufferPool plan mode, so every figure comes from the same
  * allocation sequence and the same allocator that `maieutic train` runs; this file only adds labels (which

@@ -9,7 +9,7 @@ import type { Config } from "../config/schema.ts";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** The flags that feed the configuration (DESIGN §3), shared by train/eval/bench/quantize/info/merge. */
+/** The flags that feed the configuration (docs/ARCHITECTURE.md#configuration), shared by train/eval/bench/quantize/info/merge. */
 export const CONFIG_OPTIONS = {
   config: { type: "string" },
   set: { type: "string", multiple: true },

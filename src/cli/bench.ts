@@ -1,6 +1,6 @@
 /**
  * `maieutic bench`: kernel and step throughput against the machine's measured limits, and the memory plan
- * (DESIGN §9). `--plan` prints only the memory plan, computed without a device. `--json` prints one object.
+ * (docs/ARCHITECTURE.md#performance). `--plan` prints only the memory plan, computed without a device. `--json` prints one object.
  * Targets are reported as pass/fail figures; they never change the exit code, nor do regressions against an
  * earlier report (`--compare`).
  */

@@ -99,7 +99,7 @@ export function modulePath(layer: number, p: Projection): string {
   return `model.layers.${layer}.${PROJECTION_SPECS[p].block}.${p}`;
 }
 
-/** The PEFT state-dict key (docs/ARCHITECTURE.md, "File formats"): `base_model.model.<module path>.lora_A.weight`. */
+/** The PEFT state-dict key (docs/ARCHITECTURE.md#file-formats): `base_model.model.<module path>.lora_A.weight`. */
 export function peftKey(layer: number, p: Projection, which: "A" | "B"): string {
   return `base_model.model.${modulePath(layer, p)}.lora_${which}.weight`;
 }

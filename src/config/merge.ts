@@ -1,6 +1,6 @@
 /**
  * Resolves the configuration: defaults < --config file.json < --set key.path=value < dedicated flags
- * (DESIGN §3). Every problem is a UsageError naming the key, the value, what is allowed and the closest key.
+ * (docs/ARCHITECTURE.md#configuration). Every problem is a UsageError naming the key, the value, what is allowed and the closest key.
  */
 import { z } from "zod";
 import { UsageError } from "../util/errors.ts";

@@ -1,5 +1,5 @@
 /**
- * Presets that fill keys the user did not set. `--model tiny` is the offline try-out (DESIGN §1: the same
+ * Presets that fill keys the user did not set. `--model tiny` is the offline try-out (docs/ARCHITECTURE.md#commands-and-exit-codes: the same
  * pipeline, < 2 min on a CPU with lavapipe): the full pipeline runs, but a short schedule with a high learning
  * rate so the random tiny model's loss visibly falls within a minute. Any key given in a config file, --set
  * or a flag still wins.

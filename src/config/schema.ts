@@ -1,5 +1,5 @@
 /**
- * The configuration schemas. Defaults are the seed (DESIGN §3); names follow transformers' TrainingArguments,
+ * The configuration schemas. Defaults are the seed (docs/ARCHITECTURE.md#configuration); names follow transformers' TrainingArguments,
  * PEFT's LoraConfig and bitsandbytes' BitsAndBytesConfig so a user can paste their Python config.
  * Every object is `.strict()`: an unknown key is an error (src/config/merge.ts suggests the closest name).
  */
@@ -82,7 +82,7 @@ export const ConfigSchema = z.object({
   quantization: QuantizationSchema.default(QuantizationSchema.parse({})),
   lora: LoraSchema.default(LoraSchema.parse({})),
   training: TrainingSchema.default(TrainingSchema.parse({})),
-  /** The dialogue file (DESIGN §4); MODEL_VERSION is its stem. */
+  /** The dialogue file (docs/ARCHITECTURE.md#data); MODEL_VERSION is its stem. */
   data: z.string().default("data/dialogue/processed/1gouki.json"),
   /** Optional held-out file; overrides eval_split. */
   eval_data: z.string().optional(),

@@ -1,7 +1,7 @@
 /**
- * Batches (DESIGN §4): rows of examples padded on the right to the longest row of the batch (dynamic padding),
+ * Batches (docs/ARCHITECTURE.md#data): rows of examples padded on the right to the longest row of the batch (dynamic padding),
  * labels padded with -100, attention mask 1 on real tokens and 0 on padding. targetTokens counts the targets
- * after the model's shift (labels[t+1] != -100), the normalizer of the loss (DESIGN §7).
+ * after the model's shift (labels[t+1] != -100), the normalizer of the loss (docs/ARCHITECTURE.md#one-training-step).
  * group_by_length follows transformers' LengthGroupedSampler: the order is cut into mega-batches of
  * 50 x batchSize, each sorted by length (longest first), and the batch with the longest example goes first.
  */

@@ -1,5 +1,5 @@
 /**
- * Problems in a dialogue file (DESIGN §4): every problem names the record and field, what was found and what
+ * Problems in a dialogue file (docs/ARCHITECTURE.md#data): every problem names the record and field, what was found and what
  * is expected; a whole file's problems are reported together (up to MAX_REPORTED) as one UsageError (exit 2).
  */
 import { UsageError } from "../util/errors.ts";

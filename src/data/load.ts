@@ -1,5 +1,5 @@
 /**
- * Loading dialogue files (DESIGN §4): chat `messages`, ShareGPT `conversations` or `instruction/input/output`
+ * Loading dialogue files (docs/ARCHITECTURE.md#data): chat `messages`, ShareGPT `conversations` or `instruction/input/output`
  * pairs, as a JSON array or JSON Lines, detected per record and zod-validated. A system message is folded into
  * the first user turn (Gemma has no system role; pairs' `instruction` is treated the same way), roles become
  * user/model and must alternate, starting with the user, with at least one model turn. All problems of a file
@@ -28,7 +28,7 @@ const FORMAT_KEYS = ["messages", "conversations", "instruction", "input", "outpu
 const EXPECTED_RECORD = 'an object with "messages" (chat), "conversations" (ShareGPT) or ' +
   '"instruction"/"input"/"output" (pairs)';
 
-/** MODEL_VERSION (DESIGN §4): the data file's name without its extension ("…/1gouki.json" -> "1gouki"). */
+/** MODEL_VERSION (docs/ARCHITECTURE.md#data): the data file's name without its extension ("…/1gouki.json" -> "1gouki"). */
 export function modelVersion(dataPath: string): string {
   const base = basename(dataPath);
   const ext = extname(base);

@@ -1,4 +1,4 @@
-/** Dialogue data (DESIGN §4): loading, tokenization with label masks, split, epoch order, batches, report. */
+/** Dialogue data (docs/ARCHITECTURE.md#data): loading, tokenization with label masks, split, epoch order, batches, report. */
 export { DataError, type DataIssue, formatIssue, MAX_REPORTED } from "./errors.ts";
 export type { DataFormat, Dialogue, Turn } from "./schema.ts";
 export { CONTROL_MARKERS, loadDialogues, modelVersion, parseDialogues, validateRecord } from "./load.ts";

@@ -1,5 +1,5 @@
 /**
- * The data report (DESIGN §4): printed before training and saved to the logs. Counts of dialogues, turns,
+ * The data report (docs/ARCHITECTURE.md#data): printed before training and saved to the logs. Counts of dialogues, turns,
  * tokens and targets, a length histogram, what splitting and cutting did, the train/eval split, and the first
  * example rendered with its target spans marked ⟦like this⟧, so a wrong mask is visible at a glance.
  */

@@ -1,5 +1,5 @@
 /**
- * The accepted dialogue records (DESIGN §4) as zod schemas, and the normalized form every format becomes.
+ * The accepted dialogue records (docs/ARCHITECTURE.md#data) as zod schemas, and the normalized form every format becomes.
  * Shape checks are zod's; the conversation rules (system first, alternation, a model turn) are in load.ts.
  * Unknown extra keys (ids, sources, weights) are ignored.
  */

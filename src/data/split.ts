@@ -1,5 +1,5 @@
 /**
- * Seeded, deterministic ordering (DESIGN §4, §6): the train/eval split is a seeded shuffle of dialogues (never
+ * Seeded, deterministic ordering (docs/ARCHITECTURE.md#data, #one-training-step): the train/eval split is a seeded shuffle of dialogues (never
  * of turns), and each epoch's example order is a pure function of (seed, epoch), so a resumed run replays the
  * same order. PRNG: src/util/random.ts (mulberry32 seeded through a splitmix32-style mix of (seed, stream, epoch)).
  */

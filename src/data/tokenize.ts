@@ -1,5 +1,5 @@
 /**
- * Dialogues to training examples (DESIGN §4). The conversation is rendered by the model's own chat template
+ * Dialogues to training examples (docs/ARCHITECTURE.md#data). The conversation is rendered by the model's own chat template
  * and tokenized once, without adding special tokens (the template's <bos> is the only one). Labels are found by
  * render-prefix: rendering the turns before a model turn with the generation prompt gives the character where
  * that turn's content starts; the template's end-of-turn marker after it ends the span. Character positions

@@ -1,5 +1,5 @@
 /**
- * Evaluation at the trainer's eval steps and in `maieutic eval` (DESIGN §8, issue #7):
+ * Evaluation at the trainer's eval steps and in `maieutic eval` (docs/ARCHITECTURE.md#evaluation, issue #7):
  *  - eval_loss: the token-weighted mean NLL over every target token of the eval batches, and its perplexity
  *    (src/eval/loss.ts evalLoss: forward only, one readback);
  *  - then, when generation is on, for up to `contexts` eval contexts (a dialogue up to one of its model turns,

@@ -1,5 +1,5 @@
 /**
- * `maieutic eval` (DESIGN §1, §8; issue #5 item 4): the loss of a model (+ optional PEFT adapter) on EVERY
+ * `maieutic eval` (docs/ARCHITECTURE.md#commands-and-exit-codes, #evaluation; issue #5 item 4): the loss of a model (+ optional PEFT adapter) on EVERY
  * dialogue of a file, with the same labels as training (src/data: chat template, model-turn targets, windows
  * of max_sequence_length, batches of per_device_eval_batch_size), and with --generate the five Socratic metrics
  * on generated responses (src/eval/in_training.ts). The report is one JSON object (stdout with --json: the eval

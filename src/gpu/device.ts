@@ -18,7 +18,7 @@ export class NoGpuError extends Error {
   }
 }
 
-/** Optional features we use when present (DESIGN §9). */
+/** Optional features we use when present (docs/ARCHITECTURE.md#performance). */
 export const WANTED_FEATURES = ["shader-f16", "timestamp-query", "subgroups"] as const;
 
 /** The limits we rely on; `info` prints them. */

@@ -1,5 +1,5 @@
 /**
- * Records many kernel dispatches into one command buffer (DESIGN §9: a whole step in few command buffers,
+ * Records many kernel dispatches into one command buffer (docs/ARCHITECTURE.md#performance: a whole step in few command buffers,
  * no awaits in hot paths). Uniform parameters go into a per-recorder arena of 256-byte slots that is written
  * with one queue.writeBuffer per chunk at submit time; queue order makes the write land before the
  * dispatches that read it, and makes the chunks reusable by the next recorder.

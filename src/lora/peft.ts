@@ -1,6 +1,6 @@
 /**
- * PEFT adapter directories (shared/golden/PEFT_ADAPTER_FORMAT.md), so `PeftModel.from_pretrained(base, dir)` loads
- * what we write and we load what PEFT writes:
+ * PEFT adapter directories (tests/fixtures/golden/PROVENANCE.md#the-peft-adapter-format), so
+ * `PeftModel.from_pretrained(base, dir)` loads what we write and we load what PEFT writes:
  *  - adapter_model.safetensors: `base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight`,
  *    A [r, in], B [out, r], F32, header metadata {"format": "pt"} (PEFT save_and_load.py
  *    get_peft_model_state_dict: the adapter name `.default` is removed);

@@ -1,5 +1,5 @@
 /**
- * Incremental decoding with a KV cache (DESIGN §8: generation for the eval metrics), on the weights and LoRA
+ * Incremental decoding with a KV cache (docs/ARCHITECTURE.md#evaluation: generation for the eval metrics), on the weights and LoRA
  * parameters of a Gemma2Engine (transformers 4.45 `modeling_gemma2.py` with a HybridCache; PEFT LoRA without
  * dropout, as in eval mode).
  *

@@ -10,7 +10,7 @@
  *               xOut = xMid + post_ffw_norm(down(gelu_tanh(gate(b)) · up(b)))
  *   loss = CE(softcap(final_norm(x_L) · Eᵀ)) over vocab chunks (never the full logits)
  *
- * Activation checkpointing (DESIGN §9): only each layer's input x_l is kept; the backward recomputes a
+ * Activation checkpointing (docs/ARCHITECTURE.md#performance): only each layer's input x_l is kept; the backward recomputes a
  * layer's intermediates into one shared workspace before differentiating it. Without checkpointing every
  * layer keeps its own workspace.
  */

@@ -1,5 +1,5 @@
 /**
- * The base model on the GPU (DESIGN §5): decoder projections as NF4 (bitsandbytes layout, double-quantized
+ * The base model on the GPU (docs/ARCHITECTURE.md#numerics): decoder projections as NF4 (bitsandbytes layout, double-quantized
  * absmax) or dense, norms f32, and the tied embedding split into row chunks that each fit one storage binding
  * (the 256000 × 2304 table is 1.18 GB in f16). Tensors are uploaded one at a time as the loader streams them,
  * so the host never holds the model. Every allocation goes through the BufferPool ("weights"), so the memory

@@ -1,6 +1,6 @@
 /**
  * logs/training_metrics.csv: one row per logging or eval step, appended and flushed as training goes so
- * `tail -f` works (DESIGN §6). The header is fixed at run start; a resumed run keeps the existing file and
+ * `tail -f` works (docs/ARCHITECTURE.md#the-output-tree). The header is fixed at run start; a resumed run keeps the existing file and
  * drops rows past the checkpoint it resumed from, so the file matches an uninterrupted run.
  */
 export const EVAL_METRICS = [

@@ -1,5 +1,5 @@
 /**
- * Dashboard rendering without a browser (issue #8, DESIGN §6): training_metrics.csv -> Plotly figure
+ * Dashboard rendering without a browser (issue #8, docs/ARCHITECTURE.md#the-output-tree): training_metrics.csv -> Plotly figure
  * (src/report/figure.ts) -> SVG from Plotly.toImage inside a headless DOM (npm:happy-dom, with real text metrics
  * from src/report/text_layout.ts) -> PNG via npm:@resvg/resvg-wasm with embedded fonts (src/report/fonts.ts);
  * plus the interactive logs/metrics_plot.html (src/report/html.ts).

@@ -1,5 +1,5 @@
 /**
- * The model's tokenizer and chat template (DESIGN §4): tokenizer.json through npm:@huggingface/tokenizers,
+ * The model's tokenizer and chat template (docs/ARCHITECTURE.md#data): tokenizer.json through npm:@huggingface/tokenizers,
  * chat_template and special tokens from tokenizer_config.json rendered with npm:@huggingface/jinja, stop ids
  * from generation_config.json. Used by src/data (labels), the trainer and eval (generation).
  */

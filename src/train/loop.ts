@@ -1,9 +1,10 @@
 /**
- * The training loop (DESIGN §7, transformers' Trainer semantics):
+ * The training loop (docs/ARCHITECTURE.md#one-training-step, transformers' Trainer semantics):
  * - every epoch is one pass over that epoch's batches (a pure function of (seed, epoch));
  * - an optimizer step is a window of `gradient_accumulation_steps` micro-batches; the trailing partial window
  *   of an epoch steps too; the loss of a step is normalized by the target tokens of its whole window;
- * - LR of step k is the schedule at k-1; clipping and AdamW run on the GPU; one readback per logged step.
+ * - LR of step k is the schedule at k-1; clipping and AdamW run on the GPU; one readback per optimizer step
+ *   (TrainEngine.readStep: the loss sum and gradient norm together, for the loss watchdog and the log).
  * The loop is engine-agnostic (TrainEngine) so it can be tested with a fake engine.
  *
  * Throughput (issue #19): tokens_per_second counts real tokens (attention mask 1) only; the padding positions

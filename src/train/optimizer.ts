@@ -1,5 +1,5 @@
 /**
- * Gradient clipping + AdamW on the GPU over one flat arena of all LoRA parameters (DESIGN §7): the total
+ * Gradient clipping + AdamW on the GPU over one flat arena of all LoRA parameters (docs/ARCHITECTURE.md#one-training-step): the total
  * norm and the clip coefficient stay on the GPU (stats buffer), so a step needs no readback; the trainer reads
  * `stats` together with the loss once per step for logging.
  */

@@ -1,6 +1,6 @@
 /**
  * `maieutic train`: validates everything before any download or GPU work, then loads the model, tokenizes the
- * dialogues, trains, and writes the output tree of DESIGN §6 (checkpoints, training_config.json, the live
+ * dialogues, trains, and writes the output tree of docs/ARCHITECTURE.md#the-output-tree (checkpoints, training_config.json, the live
  * metrics CSV, the summary, the plots). Ctrl-C finishes the current step, checkpoints and exits 130.
  */
 import { join, resolve } from "node:path";

@@ -1,5 +1,5 @@
 /**
- * Trainer step math and LR schedules (DESIGN §7), following transformers' Trainer with
+ * Trainer step math and LR schedules (docs/ARCHITECTURE.md#one-training-step), following transformers' Trainer with
  * `num_update_steps_per_epoch = ceil(batches / accumulation)` and `get_scheduler` in optimization.py.
  * Pure functions; the golden is tests/fixtures/golden/schedule.json ("later transformers ... using ceil").
  */

@@ -2,7 +2,7 @@
  * The engine as the training loop sees it (TrainEngine): one command buffer per micro-batch (the first also
  * zeroes the gradients), one for the optimizer step, and a single readback per step: the optimizer's command
  * buffer copies the loss sum and the gradient norm side by side into a mappable buffer the engine keeps, so
- * reading them costs one mapAsync and allocates nothing (DESIGN §9: no allocation in the steady state).
+ * reading them costs one mapAsync and allocates nothing (docs/ARCHITECTURE.md#one-training-step: no allocation in the steady state).
  * The evaluation loss over a list of batches is src/eval/loss.ts.
  */
 import type { Gemma2Engine } from "../model/engine.ts";

@@ -1,5 +1,5 @@
 /**
- * Errors that map to exit codes (docs/ARCHITECTURE.md, "Exit codes"): UsageError = bad usage or bad input (exit 2), anything else is a
+ * Errors that map to exit codes (docs/ARCHITECTURE.md#commands-and-exit-codes): UsageError = bad usage or bad input (exit 2), anything else is a
  * runtime failure (exit 1). Messages name the file/field and say what to do.
  */
 export class UsageError extends Error {

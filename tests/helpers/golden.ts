@@ -1,4 +1,4 @@
-/** Loading the golden fixtures (tests/fixtures/golden, copied from ../shared/golden) for engine tests. */
+/** Loading the golden fixtures (tests/fixtures/golden, made as tests/fixtures/golden/PROVENANCE.md says) for engine tests. */
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { type Tensor, toFloat64 } from "../../src/safetensors/decode.ts";
 import { type Gemma2Config, Gemma2ConfigSchema } from "../../src/config/gemma2.ts";

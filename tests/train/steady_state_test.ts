@@ -1,4 +1,4 @@
-// DESIGN §9 in the trainer's own engine (src/train/step_engine.ts): once warm, an optimizer step creates no
+// docs/ARCHITECTURE.md#performance in the trainer's own engine (src/train/step_engine.ts): once warm, an optimizer step creates no
 // GPU buffer, submits two command buffers (micro-batch with the zero-grad, optimizer) and reads back once;
 // the loss and gradient norm it reads are those of the step.
 import assert from "node:assert/strict";

@@ -3,7 +3,7 @@
  * operands. The model uses three layouts: x·Wᵀ (forward, "NT"), dY·W (input gradient, transB), and
  * dYᵀ·X (weight gradient, transA + transB).
  *
- * Kernels (same Params and semantics, chosen here by adapter and shape; DESIGN §9):
+ * Kernels (same Params and semantics, chosen here by adapter and shape; docs/ARCHITECTURE.md#performance):
  *   - "tiled" family (GPUs): kernels/matmul.wgsl (workgroup-memory tiles), and kernels/matvec.wgsl for M ≤ 8
  *     with B stored N×K (decode: the LM head over a vocab chunk, dense projections of a few rows), which splits
  *     K over a workgroup instead of computing a 16-row tile for one row;

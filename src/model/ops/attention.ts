@@ -1,6 +1,6 @@
 /**
  * Causal GQA attention for Gemma-2, tiled (FlashAttention-2 style, online softmax) forward and backward
- * (DESIGN §5, §9). No T×T score or probability matrix is ever stored: the forward keeps (out, lse) and the
+ * (docs/ARCHITECTURE.md#numerics, #performance). No T×T score or probability matrix is ever stored: the forward keeps (out, lse) and the
  * backward recomputes the scores tile by tile.
  *
  * Semantics: transformers 4.45 `modeling_gemma2.py` Gemma2Attention (eager), as `src/model/ref/attention.ts`:

@@ -1,5 +1,5 @@
 /**
- * Tied lm_head + Gemma-2 final softcap + causal-LM cross-entropy, fused over vocab chunks (DESIGN §5, §9:
+ * Tied lm_head + Gemma-2 final softcap + causal-LM cross-entropy, fused over vocab chunks (docs/ARCHITECTURE.md#numerics, #performance:
  * "No full logits"). transformers 4.45 `modeling_gemma2.py` Gemma2ForCausalLM.forward computes
  * `logits = lm_head(h)`, `tanh(logits/30)·30`, then CrossEntropyLoss(ignore_index=−100); here the [N, V]
  * logits exist only one vocab chunk at a time.

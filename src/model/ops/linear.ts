@@ -216,7 +216,7 @@ export function uploadNf4(gpu: Gpu, t: Nf4Data, label: string, pool?: BufferPool
 function computeTypes(gpu: Gpu, compute: ComputeType | undefined): { OP_T: string; OP_MAX: string } {
   const c = compute ?? (gpu.f16 ? "f16" : "f32");
   if (c === "f16" && !gpu.f16) throw new Error("compute f16 requested but the adapter lacks shader-f16");
-  // OP_MAX: f16 operands are clamped to the largest finite f16, so they never become Inf (DESIGN §5).
+  // OP_MAX: f16 operands are clamped to the largest finite f16, so they never become Inf (docs/ARCHITECTURE.md#numerics).
   return c === "f16" ? { OP_T: "f16", OP_MAX: "65504.0" } : { OP_T: "f32", OP_MAX: "3.4028234e38" };
 }
 

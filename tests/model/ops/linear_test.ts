@@ -492,7 +492,7 @@ for (const kernels of KERNEL_VARIANTS) {
 
   // N = 9 takes the 64-row tiles / 8-row register blocks; N = 2 the small-M paths.
   for (const N of [9, 2]) {
-    Deno.test(`[${kernels}] f16 operands at realistic activation sizes stay finite (clamped to the f16 range, DESIGN §5), ${N} rows`, async () => {
+    Deno.test(`[${kernels}] f16 operands at realistic activation sizes stay finite (clamped to the f16 range, docs/ARCHITECTURE.md#numerics), ${N} rows`, async () => {
       const gpu = await testGpu();
       if (!gpu.f16) throw new Error("adapter lacks shader-f16");
       const rand = rng(11);
