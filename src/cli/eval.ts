@@ -10,17 +10,22 @@ const HELP = `${USAGE}
 
 Evaluates every dialogue of FILE with the training labels (model turns are the targets): eval_loss (the mean
 NLL over all target tokens), eval_perplexity, eval_tokens, eval_samples. With --generate it also generates
-responses (greedy + seeded samples, KV cache) for eval contexts and scores the five Socratic metrics
-(eval_socratic_question_rate, eval_socratic_pattern_score, eval_style_consistency, eval_dialogue_flow,
-eval_response_consistency). The report is written to {output_dir}/{MODEL_VERSION}/evals/{timestamp}.json
-(MODEL_VERSION: the adapter's run directory under models/, else the data file's stem).
+responses (greedy + seeded samples, KV cache) for eval contexts and scores the Socratic figures of
+docs/socratic_metrics.md: eval_socratic_question_rate, eval_socratic_score (the headline),
+eval_style_consistency, eval_dialogue_flow, eval_response_consistency, eval_distinct_2 and the failures counted
+apart (eval_telling_rate, eval_degenerate_rate, eval_cut_off_rate, eval_closed_question_rate, ...); the
+report's "generation" counts the finish reasons. maieutic score scores the replies of any file without a
+model. The report is written to {output_dir}/{MODEL_VERSION}/evals/{timestamp}.json (MODEL_VERSION: the
+adapter's run directory under models/, else the data file's stem).
 
   --adapter DIR            PEFT adapter directory (adapter_config.json + adapter_model.safetensors);
                            without it the base model is evaluated
   --generate               also generate and score responses
-  --max-samples N          generate for at most N contexts (default training.eval_generate_samples)
-  --max-new-tokens N       tokens per generated response (default 48)
-  --consistency-samples K  seeded samples per context for response_consistency (default 3)
+  --max-samples N          generate for at most N contexts (default training.eval_generate_samples, 32)
+  --max-new-tokens N       tokens per generated response (default: 1.25 × the longest reference + 8, at most
+                           training.eval_max_new_tokens, 256)
+  --consistency-samples K  seeded samples per context for response_consistency (default
+                           training.eval_consistency_samples, 3)
   --json                   print only the report, as one JSON object (progress goes to stderr)
 ${CONFIG_HELP}
 

@@ -17,6 +17,7 @@ export const TINY_TRYOUT_PRESET: Obj = {
     eval_steps: 10,
     save_steps: 10,
     eval_generate_samples: 2,
+    eval_max_new_tokens: 48,
   },
 };
 

@@ -64,8 +64,20 @@ export const TrainingSchema = z.object({
   /** 0 = at each epoch's end. */
   save_steps: z.number().int().min(0).default(0),
   save_total_limit: z.number().int().min(1).default(3),
+  /**
+   * Also checkpoint when this many minutes passed since the last checkpoint (0 = off), so a preempted VM loses at
+   * most that much work however long an epoch or a save_steps interval is. 15: a checkpoint of gemma-2-2b's
+   * adapter and AdamW state takes seconds, and spot VMs are typically preempted hours apart.
+   */
+  save_every_minutes: z.number().min(0).default(15),
   eval_split: z.number().min(0).max(0.9).default(0.1),
-  eval_generate_samples: z.number().int().min(0).default(8),
+  /** Eval contexts generated for and scored at each eval (docs/socratic_metrics.md); 0 = eval loss only. */
+  eval_generate_samples: z.number().int().min(0).default(32),
+  /** Seeded samples per eval context for response_consistency and distinct_2 (K); 0 = greedy only. */
+  eval_consistency_samples: z.number().int().min(0).default(3),
+  /** Cap of the generated length: max_new_tokens = min(this, 1.25 × the longest reference's tokens + 8). */
+  eval_max_new_tokens: z.number().int().min(1).default(256),
+  /** Best checkpoint by this CSV column: eval_loss, eval_perplexity (lower is better) or e.g. eval_socratic_score. */
   metric_for_best_model: z.string().default("eval_loss"),
   gradient_checkpointing: z.boolean().default(true),
   group_by_length: z.boolean().default(false),

@@ -2,10 +2,12 @@
  * Evaluation at the trainer's eval steps and in `maieutic eval` (docs/ARCHITECTURE.md#evaluation, issue #7):
  *  - eval_loss: the token-weighted mean NLL over every target token of the eval batches, and its perplexity
  *    (src/eval/loss.ts evalLoss: forward only, one readback);
- *  - then, when generation is on, for up to `contexts` eval contexts (a dialogue up to one of its model turns,
- *    rendered with the generation prompt; the reference is that model turn): one greedy response and K seeded
- *    samples from the KV-cache decoder (src/eval/generate.ts, all K+1 in one batch), scored with the five
- *    Socratic metrics of src/eval/metrics.ts (`eval_<name>` = "eval_" + EVAL_METRICS);
+ *  - then, when generation is on, for up to `contexts` eval contexts (32 by default; a dialogue up to one of
+ *    its model turns, rendered with the generation prompt; the reference is that model turn): one greedy
+ *    response and K seeded samples from the KV-cache decoder (src/eval/generate.ts, all K+1 in one batch), with
+ *    max_new_tokens derived from the longest reference (capped), scored with the Socratic figures of
+ *    src/eval/metrics.ts (docs/socratic_metrics.md; `eval_<name>` = "eval_" + EVAL_METRICS), the greedy
+ *    reply's finish reason feeding the degenerate gate (cut off at the token limit) and counted;
  *  - the samples (context, reference, generated, K samples, per-turn scores) go to
  *    `{logsDir}/samples/step-{step}.jsonl`, written atomically.
  * Contexts are picked evenly across the list (deterministic), and the sampling seeds depend only on the seed
@@ -20,8 +22,9 @@ import { EVAL_METRICS } from "../report/metrics_csv.ts";
 import type { ChatMessage, ChatTokenizer } from "../tokenizer/tokenizer.ts";
 import { evalLoss, type EvalResult, type LossBatch as TrainBatch } from "./loss.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { UsageError } from "../util/errors.ts";
 import { chatPrompt, generate, type Generation } from "./generate.ts";
-import { type EvalSample, scoreSamplesDetailed, type SocraticMetrics } from "./metrics.ts";
+import { type EvalSample, REPLY_FIGURES, scoreSamplesDetailed, type SocraticMetrics } from "./metrics.ts";
 import type { SamplingOptions } from "./sampling.ts";
 
 /** One generation prompt: the dialogue before a model turn, and that turn as the reference. */
@@ -60,9 +63,12 @@ export function pickContexts<T>(all: readonly T[], n: number): T[] {
 export interface GenerationOptions {
   /** Contexts to generate for (training.eval_generate_samples); 0 = no generation. */
   contexts: number;
-  /** Seeded samples per context for response_consistency (K); 0 = greedy only. */
+  /** Seeded samples per context for response_consistency (K; training.eval_consistency_samples); 0 = greedy only. */
   consistencySamples: number;
-  maxNewTokens: number;
+  /** Fixed max_new_tokens; when absent it is derived from the longest reference (`deriveMaxNewTokens`). */
+  maxNewTokens?: number;
+  /** Cap of the derived max_new_tokens (training.eval_max_new_tokens). */
+  maxNewTokensCap: number;
   /** Sampler of the K samples (doSample is implied). */
   sampling: SamplingOptions;
   /** Repetition penalty of the greedy response (1 = plain argmax on the GPU). */
@@ -73,13 +79,14 @@ export interface GenerationOptions {
 }
 
 /**
- * Defaults sized for lavapipe: 48 new tokens, 3 samples (one batch of 4 rows per context), nucleus sampling
- * at temperature 0.8 (top_k 50 is transformers' default; top_p 0.95).
+ * Defaults: 32 contexts (a mean of 32 binary values has a standard error of at most 0.09, against 0.18 for 8),
+ * 3 samples (one batch of 4 rows per context), max_new_tokens derived from the references up to 256, nucleus
+ * sampling at temperature 0.8 (top_k 50 is transformers' default; top_p 0.95).
  */
 export const DEFAULT_GENERATION: GenerationOptions = {
-  contexts: 8,
+  contexts: 32,
   consistencySamples: 3,
-  maxNewTokens: 48,
+  maxNewTokensCap: 256,
   sampling: { doSample: true, temperature: 0.8, topK: 50, topP: 0.95, repetitionPenalty: 1 },
   greedyRepetitionPenalty: 1,
   seed: 42,
@@ -96,11 +103,15 @@ export interface SampleRecord {
   generated: string;
   samples: string[];
   finish: Generation["finish"];
+  /** The greedy reply's degenerate reason (null: it passed the gate) and question form. */
+  degenerate: string | null;
+  question_form: string;
   generated_tokens: number;
   prompt_tokens: number;
   /** Exchanges dropped from the start of the context to fit maxPromptTokens. */
   dropped_exchanges: number;
-  scores: Record<(typeof EVAL_METRICS)[number], number | null>;
+  /** The per-reply figures (REPLY_FIGURES) of the greedy reply, and response_consistency/distinct_2 over the K samples. */
+  scores: Record<string, number | null>;
 }
 
 export interface GeneratedSamples {
@@ -109,6 +120,9 @@ export interface GeneratedSamples {
   metrics: SocraticMetrics;
   /** Contexts left out because even their last user turn does not fit maxPromptTokens. */
   skipped: number;
+  /** The max_new_tokens used, and how the greedy replies ended. */
+  maxNewTokens: number;
+  finish: Record<Generation["finish"], number>;
   timing: { seconds: number; newTokens: number; tokensPerSecond: number };
 }
 
@@ -138,20 +152,22 @@ export async function generateSamples(
   const K = o.consistencySamples;
   if (!Number.isInteger(K) || K < 0) throw new RangeError(`consistency samples must be >= 0 (got ${K})`);
   const chosen = pickContexts(contexts, o.contexts);
-  const prompts = chosen.map((c) => fitPrompt(tok, c, Math.max(1, o.maxPromptTokens - o.maxNewTokens)));
+  const maxNewTokens = o.maxNewTokens ??
+    deriveMaxNewTokens(chosen.map((c) => tok.encode(c.reference).length), o.maxNewTokensCap);
+  const prompts = chosen.map((c) => fitPrompt(tok, c, Math.max(1, o.maxPromptTokens - maxNewTokens)));
   const usable = chosen.map((c, i) => ({ c, p: prompts[i] })).filter((x) => x.p !== null) as {
     c: EvalContext;
     p: NonNullable<ReturnType<typeof fitPrompt>>;
   }[];
   const samples: EvalSample[] = [];
-  const records: Omit<SampleRecord, "scores">[] = [];
+  const records: Omit<SampleRecord, "scores" | "degenerate" | "question_form">[] = [];
   const start = performance.now();
   let newTokens = 0;
   if (usable.length) {
     const maxPrompt = Math.max(...usable.map((u) => u.p.ids.length));
     const decoder = new Decoder(engine, {
       rows: 1 + K,
-      maxLen: maxPrompt + o.maxNewTokens - 1,
+      maxLen: maxPrompt + maxNewTokens - 1,
       maxPrompt,
     });
     try {
@@ -159,7 +175,7 @@ export async function generateSamples(
         const ctxSeed = mix32((o.seed >>> 0) ^ mix32(c.dialogueIndex * 4096 + c.turn));
         const r = await generate(decoder, tok, {
           prompt: p.ids,
-          maxNewTokens: o.maxNewTokens,
+          maxNewTokens,
           stopIds: tok.stopIds,
           rows: [
             { sampling: { doSample: false, repetitionPenalty: o.greedyRepetitionPenalty } },
@@ -176,7 +192,9 @@ export async function generateSamples(
           context,
           reference: c.reference,
           generated: greedy.text.trim(),
+          finish: greedy.finish,
           samples: rest.map((s) => s.text.trim()),
+          samplesFinish: rest.map((s) => s.finish),
         });
         records.push({
           dialogue_index: c.dialogueIndex,
@@ -198,16 +216,38 @@ export async function generateSamples(
   }
   const seconds = (performance.now() - start) / 1000;
   const scored = scoreSamplesDetailed(samples);
+  const finish = { stop: 0, length: 0 };
+  for (const r of records) finish[r.finish]++;
   return {
     samples,
-    records: records.map((r, i) => ({
-      ...r,
-      scores: Object.fromEntries(EVAL_METRICS.map((m) => [m, scored.turns[i][m]])) as SampleRecord["scores"],
-    })),
+    records: records.map((r, i) => {
+      const s = scored.replies[i];
+      return {
+        ...r,
+        degenerate: s.degenerate,
+        question_form: s.question_form,
+        scores: {
+          ...Object.fromEntries(REPLY_FIGURES.map((m) => [m, s.figures[m]])),
+          response_consistency: s.response_consistency,
+          distinct_2: s.distinct_2,
+        },
+      };
+    }),
     metrics: scored.metrics,
     skipped: chosen.length - usable.length,
+    maxNewTokens,
+    finish,
     timing: { seconds, newTokens, tokensPerSecond: seconds > 0 ? newTokens / seconds : 0 },
   };
+}
+
+/**
+ * max_new_tokens from the references' token counts: 1.25 × the longest + 8 (room for a reply a little longer
+ * than any reference, so a good reply is not cut off before its question), at most `cap`, at least 8.
+ */
+export function deriveMaxNewTokens(referenceTokens: readonly number[], cap: number): number {
+  const longest = referenceTokens.length ? Math.max(...referenceTokens) : 0;
+  return Math.max(1, Math.min(cap, Math.max(8, Math.ceil(1.25 * longest) + 8)));
 }
 
 /** Writes the records as JSON Lines, atomically. */
@@ -218,7 +258,49 @@ export async function writeSamplesJsonl(path: string, records: readonly SampleRe
   );
 }
 
-/** The five metrics under their CSV names: eval_socratic_question_rate, ... */
+/** Columns where higher is better: a checkpoint may be chosen by them (the failure rates go the other way). */
+export const BEST_MODEL_FIGURES = [
+  "socratic_score",
+  "socratic_question_rate",
+  "style_consistency",
+  "dialogue_flow",
+  "response_consistency",
+] as const;
+
+/**
+ * Checks training.metric_for_best_model (UsageError, exit 2): eval_loss / eval_perplexity (lower is better), or
+ * an eval_* figure where higher is better, which needs generation at eval time (eval_generate_samples > 0).
+ */
+export function checkBestMetric(name: string, generationContexts: number): void {
+  if (name === "eval_loss" || name === "eval_perplexity") return;
+  const ok = BEST_MODEL_FIGURES.map((f) => `eval_${f}`);
+  if (!ok.includes(name)) {
+    const rate = EVAL_METRICS.some((m) => `eval_${m}` === name);
+    throw new UsageError(
+      `training.metric_for_best_model: ${JSON.stringify(name)} ${
+        rate ? "is not a figure where higher is better" : "is not a column of training_metrics.csv"
+      }; use eval_loss, eval_perplexity or one of ${ok.join(", ")} (docs/socratic_metrics.md)`,
+    );
+  }
+  if (generationContexts <= 0) {
+    throw new UsageError(
+      `training.metric_for_best_model=${name} needs generation at eval time: set training.eval_generate_samples > 0`,
+    );
+  }
+}
+
+/** The eval_* figures of a log entry (an eval step), for the training summary; null without any. */
+export function socraticColumns(
+  entry: Record<string, number | undefined> | undefined,
+): Record<string, number> | null {
+  if (!entry) return null;
+  const out = Object.fromEntries(
+    EVAL_METRICS.map((m) => [`eval_${m}`, entry[`eval_${m}`]]).filter(([, v]) => v !== undefined),
+  ) as Record<string, number>;
+  return Object.keys(out).length ? out : null;
+}
+
+/** The aggregate figures under their CSV names: eval_socratic_question_rate, eval_socratic_score, ... */
 export function evalMetricColumns(m: SocraticMetrics): Record<string, number> {
   return Object.fromEntries(EVAL_METRICS.map((k) => [`eval_${k}`, m[k]]));
 }

@@ -1,5 +1,5 @@
 /**
- * Japanese text helpers for the Socratic metrics (src/eval/metrics.ts, documented in src/eval/metrics.md):
+ * Japanese text helpers for the Socratic metrics (src/eval/metrics.ts, documented in docs/socratic_metrics.md):
  * normalization, sentence splitting, question and politeness detection, script mix, character n-grams.
  *
  * Everything works on NFKC-normalized text so full-width and half-width forms are the same

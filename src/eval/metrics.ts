@@ -1,10 +1,19 @@
 /**
- * Socratic quality metrics of generated tutor turns (DESIGN §8, issue #7). Every formula, weight and edge case
- * is documented in src/eval/metrics.md; keep the two in sync. All metrics are in [0,1], pure and deterministic
- * (no randomness, no locale- or time-dependent calls), and Japanese-aware through src/eval/japanese.ts.
+ * Socratic figures of a tutor reply (issue #15). Every rule, weight and example is in docs/socratic_metrics.md;
+ * keep the two in sync. The rules were tuned on the TUNING half of data/socratic_eval/labelled.jsonl only;
+ * tests/eval/validation_test.ts checks them on the TEST half (AUROC of good replies against each other class).
  *
- * The names of `SocraticMetrics` are the `EVAL_METRICS` of src/report/metrics_csv.ts (CSV columns
- * `eval_<name>`).
+ * One reply is judged in this order:
+ *  1. the degenerate gate: empty, a loop, mostly non-Japanese script, cut off (the decoder's finish reason, or a
+ *     text that stops mid-sentence), a copy or near-copy of a user turn or of an earlier model turn;
+ *  2. question form: the reply should end on ONE open question; closed yes/no, leading, rhetorical, quiz,
+ *     off-topic and stacked questions and no question at all are told apart (`QuestionForm`);
+ *  3. telling: statements that give or explain the answer (`telling` in [0,1]);
+ *  4. uptake of the user's own words (a short quote, a shared content word), never of a copy;
+ *  5. register: polite です/ます Japanese in every sentence (a pass).
+ * socratic_score = gate · clamp01(form · (0.6 + 0.25·uptake + 0.15·register) − 0.5·telling).
+ *
+ * All functions are pure and deterministic; every per-reply figure is in [0,1] with higher = better.
  */
 import type { EVAL_METRICS } from "../report/metrics_csv.ts";
 import {
@@ -12,8 +21,10 @@ import {
   charNgramList,
   charNgrams,
   contentBigrams,
+  INTERROGATIVES,
   isPolite,
   isQuestion,
+  normalizeText,
   quotedSpans,
   scriptCounts,
   splitSentences,
@@ -22,121 +33,336 @@ import {
 } from "./japanese.ts";
 
 export interface EvalSample {
-  /** The conversation so far; the turn being scored answers it (normally the last entry is the user's). */
+  /** The conversation so far; the reply answers it (normally the last entry is the user's). */
   context: { role: "user" | "model"; content: string }[];
-  /** The dataset's model turn for this context, when there is one. */
+  /** A gold reply for this context, when there is one (reported, not used by the figures). */
   reference?: string;
-  /** The response to score (greedy decoding in the eval loop). */
+  /** The reply to score (greedy decoding in the eval loop). */
   generated: string;
-  /** K sampled responses for the same context, for response_consistency. */
+  /** Why generation stopped: "length" = cut off at max_new_tokens (degenerate). */
+  finish?: "stop" | "length";
+  /** K sampled replies for the same context, for response_consistency and distinct_2. */
   samples?: string[];
+  /** The finish reason of each sample (a sample cut off at the token limit is degenerate). */
+  samplesFinish?: ("stop" | "length")[];
 }
-
-export interface SocraticMetrics {
-  socratic_question_rate: number;
-  socratic_pattern_score: number;
-  style_consistency: number;
-  dialogue_flow: number;
-  response_consistency: number;
-}
-
-// Compile-time check that the metric names are exactly the CSV's EVAL_METRICS.
-type _SameNames<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
-const _namesMatch: _SameNames<keyof SocraticMetrics, (typeof EVAL_METRICS)[number]> = true;
-void _namesMatch;
 
 // ---------------------------------------------------------------------------------------------------------
-// Weights and constants (metrics.md lists each one with its reason).
+// Constants (docs/socratic_metrics.md gives the reason for each)
 
-/** style_consistency: weights of the weighted Euclidean distance between style profiles (sum 1). */
-export const STYLE_WEIGHTS = {
-  politeness: 0.35,
-  question: 0.25,
-  sentenceLength: 0.15,
-  script: 0.25,
-} as const;
-/** A mean-sentence-length ratio of this factor (either way) is the maximal length distance. */
-export const STYLE_LENGTH_FACTOR = 4;
-
+/** socratic_score = gate · clamp01(form · (BASE + UPTAKE·U + REGISTER·R) − TELLING·T). */
+export const SCORE_WEIGHTS = { base: 0.6, uptake: 0.25, register: 0.15, telling: 0.6 } as const;
+/** Credit of each question form (the `form` factor of socratic_score). */
+export const FORM_CREDIT: Record<QuestionForm, number> = {
+  open: 1,
+  stacked: 0.35,
+  closed: 0.3,
+  leading: 0.25,
+  off_topic: 0.15,
+  quiz: 0.15,
+  rhetorical: 0.1,
+  none: 0,
+};
+/** A sample counts as Socratic for response_consistency when it passes the gate and scores at least this. */
+export const SOCRATIC_PASS = 0.5;
+/** dialogue_flow = gate · (UPTAKE·U + HANDS_BACK·[ends on a question or request to the user]). */
+export const FLOW_WEIGHTS = { uptake: 0.6, handsBack: 0.4 } as const;
+/** Three or more questions in one reply are stacked (the bundled data never asks more than two). */
+export const STACKED_QUESTIONS = 3;
+/** Telling weight (Σ over statements: 1 with a cue, 0.5 bare) at which telling is 1. */
+export const TELLING_FULL = 1.5;
+/** A reply whose 4-gram repetition (punctuation removed) reaches this is a loop. */
+export const LOOP_REPETITION = 0.4;
+/** Japanese script (kana + kanji) below this share of the letters → non-Japanese; kana below KANA_MIN too. */
+export const JAPANESE_MIN = 0.5;
+export const KANA_MIN = 0.2;
+/** Copy: ≥ COPY_SHARE of one text's character 3-grams are in the other, and ≥ COPIED_SHARE the other way. */
+export const COPY_SHARE = 0.8;
+export const COPIED_SHARE = 0.35;
+/** A quote 「…」 counts as uptake only up to this share of the user's turn (longer is echoing, not engaging). */
+export const QUOTE_MAX_SHARE = 0.6;
 /** Shared content bigrams with the user turn that count as full uptake (fewer if the user turn has fewer). */
 export const UPTAKE_TARGET = 4;
 /**
- * Content bigrams that any polite reply shares with any user turn (generic verb stems, pronouns): they are no
- * evidence of uptake ("…と思います" / "どう思いますか" share 思い).
+ * Content bigrams any polite reply shares with any user turn (generic verb stems, pronouns): no evidence of
+ * uptake ("…と思います" / "どう思いますか" share 思い).
  */
 export const UPTAKE_STOP_BIGRAMS: ReadonlySet<string> = new Set(
   "思い 思う 思っ 思わ 言い 言う 言っ 言わ 言え 感じ 考え 何か 何を 何が 何で 私は 私が 私の 私も".split(" "),
 );
-/** A quote 「…」 counts as the user's words when at least this share of its bigrams occur in a user turn. */
-export const QUOTE_MATCH = 0.5;
-
-/** socratic_pattern_score = clamp(uptake·uptake + probe·probe − lecture·lecturePenalty) with these weights. */
-export const PATTERN_WEIGHTS = { uptake: 0.4, probe: 0.6, lecture: 1 } as const;
-/** Probe credit per Socratic move (definition/example, tension, reasoning): two moves saturate. */
-export const PROBE_CREDIT = 2 / 3;
-
-/** dialogue_flow = nonRepetition · (uptake·uptake + length·lengthBalance) with these weights. */
-export const FLOW_WEIGHTS = { uptake: 0.65, length: 0.35 } as const;
-/** n for repeated n-grams inside the turn and for n-grams repeated from earlier model turns. */
-export const REPEAT_N_WITHIN = 4;
-export const REPEAT_N_ACROSS = 5;
-/** Repetition up to FREE is normal phrasing; at FREE + SPAN the turn counts as fully repetitive. */
-export const REPEAT_FREE = 0.2;
-export const REPEAT_SPAN = 0.4;
-/** Length band of generated/reference lengths that scores 1. */
-export const LENGTH_BAND_REFERENCE: readonly [number, number] = [0.5, 2];
-/**
- * Length band of generated/user lengths (no reference), from the bundled 1gouki.json assistant/preceding-user
- * length ratios (1st percentile 0.68, median 1.9, 95th percentile 3.94, 99th 5.0): see metrics.md.
- */
-export const LENGTH_BAND_USER: readonly [number, number] = [0.5, 4];
-
-/** response_consistency pair similarity = text·bigramJaccard + question·[both ask or neither does]. */
-export const CONSISTENCY_WEIGHTS = { text: 0.8, question: 0.2 } as const;
 
 const clamp01 = (x: number) => (Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0);
-/** Blank: no word character at all (empty, whitespace, punctuation only). Blank turns score 0. */
-const isBlank = (s: string | undefined): boolean => !s || wordRuns(s).length === 0;
+/** Blank: no word character at all (empty, whitespace, punctuation only). */
+export const isBlank = (s: string | undefined): boolean => !s || wordRuns(s).length === 0;
 
 // ---------------------------------------------------------------------------------------------------------
-// Question rate
+// 1. The degenerate gate
+
+export type Degenerate = "empty" | "loop" | "non_japanese" | "cut_off" | "copy_user" | "copy_model";
+export const DEGENERATE_REASONS: readonly Degenerate[] = [
+  "empty",
+  "loop",
+  "non_japanese",
+  "cut_off",
+  "copy_user",
+  "copy_model",
+];
+
+/** 1 − distinct/total over the character 4-grams of the reply with punctuation and spaces removed. */
+export function repetition(text: string): number {
+  const joined = wordRuns(text).join("");
+  const grams = charNgramList(joined, 4);
+  return grams.length >= 12 ? 1 - new Set(grams).size / grams.length : 0;
+}
+
+/** Share of Japanese script: (kana + kanji) / letters, and kana / letters; null when there is no letter. */
+export function japaneseShares(text: string): { japanese: number; kana: number } | null {
+  const c = scriptCounts(text);
+  const letters = c.kana + c.kanji + c.latin;
+  return letters ? { japanese: (c.kana + c.kanji) / letters, kana: c.kana / letters } : null;
+}
+
+const TERMINAL = /[。.!?…」』)】〉》"'”’~〜♪]$/u;
+
+/** The text stops mid-sentence: its last sentence has no terminator and is neither a question nor polite. */
+export function endsMidSentence(text: string): boolean {
+  const t = normalizeText(text);
+  if (!t) return false;
+  if (TERMINAL.test(t)) return false;
+  const last = splitSentences(t).at(-1) ?? "";
+  return !(isQuestion(last) || isPolite(last));
+}
+
+/** Share of the character 3-grams of `a` that occur in `b` (0 when `a` has none). */
+export function containment(a: string, b: string): number {
+  const A = charNgrams(wordRuns(a).join(" "), 3);
+  if (!A.size) return 0;
+  const B = new Set(wordRuns(b).flatMap((r) => charNgramList(r, 3)));
+  let hit = 0;
+  for (const g of A) if (B.has(g)) hit++;
+  return hit / A.size;
+}
 
 /**
- * 1 when the turn asks the interlocutor a question: it has a question sentence and at most one statement
- * follows the last one (a question followed by two or more statements is rhetorical: the speaker answers it).
+ * Whether `reply` is a copy or near-copy of `turn` (an echo of it): most of the turn reappears in the reply
+ * AND a good part of the reply is the turn. A reply that reuses a short turn inside a longer question of its
+ * own, or a short question made of the user's words, is not a copy.
  */
-export function asksQuestion(text: string): 0 | 1 {
-  const sents = splitSentences(text);
-  let last = -1;
-  sents.forEach((s, i) => {
-    if (isQuestion(s)) last = i;
-  });
-  if (last < 0) return 0;
-  return sents.length - 1 - last <= 1 ? 1 : 0;
+export function isCopyOf(reply: string, turn: string): boolean {
+  if (isBlank(turn)) return false;
+  const a = containment(turn, reply), b = containment(reply, turn);
+  return Math.max(a, b) >= COPY_SHARE && Math.min(a, b) >= COPIED_SHARE;
+}
+
+/** The first degenerate reason that applies, or null (the reply passes the gate). */
+export function degenerate(sample: Pick<EvalSample, "generated" | "context" | "finish">): Degenerate | null {
+  const text = sample.generated ?? "";
+  if (isBlank(text)) return "empty";
+  if (repetition(text) >= LOOP_REPETITION || repeatedSentence(text)) return "loop";
+  const shares = japaneseShares(text);
+  if (!shares || shares.japanese < JAPANESE_MIN || shares.kana < KANA_MIN) return "non_japanese";
+  const users = sample.context.filter((t) => t.role === "user").map((t) => t.content);
+  if (users.some((u) => isCopyOf(text, u))) return "copy_user";
+  const models = sample.context.filter((t) => t.role === "model").map((t) => t.content);
+  if (models.some((m) => isCopyOf(text, m))) return "copy_model";
+  if (sample.finish === "length" || endsMidSentence(text)) return "cut_off";
+  return null;
+}
+
+/** The same sentence (word characters, at least 4) twice in one reply. */
+function repeatedSentence(text: string): boolean {
+  const seen = new Set<string>();
+  for (const s of splitSentences(text)) {
+    const k = wordRuns(s).join("");
+    if ([...k].length < 4) continue;
+    if (seen.has(k)) return true;
+    seen.add(k);
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Uptake of the user's words (pattern score and dialogue flow)
+// 2. Question form
 
-/** Whether a quoted span repeats a user's words: contained in a user turn, or ≥ QUOTE_MATCH of its bigrams are. */
+export type QuestionForm =
+  | "open"
+  | "closed"
+  | "leading"
+  | "rhetorical"
+  | "quiz"
+  | "stacked"
+  | "off_topic"
+  | "none";
+export const QUESTION_FORMS: readonly QuestionForm[] = [
+  "open",
+  "closed",
+  "leading",
+  "rhetorical",
+  "quiz",
+  "stacked",
+  "off_topic",
+  "none",
+];
+
+/** A request that hands the turn to the user ("例を挙げてください", "考えてみましょう"). */
+const REQUEST_END = /(ください|下さい|くださいませんか|みましょう|みませんか)$/u;
+/** Requests phrased as questions are open: "挙げていただけますか", "聞かせてもらえますか". */
+const OPEN_REQUEST = /(ていただけ|てもらえ|てくれ|聞かせ|教え|挙げ|話して|説明して)/u;
+/**
+ * Yes/no in form but open in function: either/or, a hypothetical or a counterexample put to the user, a
+ * distinction to weigh, or the user's judgement of a claim ("…と言えるでしょうか", "…と思いますか").
+ * Questions about the user's facts or experience ("…したことはありますか", "…は好きですか") stay closed.
+ */
+export const OPEN_FRAMES = new RegExp(
+  [
+    "それとも|どちら|どっち", // either/or
+    "もし|としたら|とすれば|とすると|だとすると|場合|としても|ても、|でも、|それでも", // hypothetical
+    "たとえば|例えば|本当に|だけで|だけが|必ず|いつも|常に|すべて|全部|全員|条件|証拠|意味する", // counterexample
+    "のも|ことも|人も", // the user's claim applied to another case: "夜中に大音量で流すのも、自由でしょうか"
+    "同じ|違う|違い|両立|対立|区別|比べ|関係", // a distinction to weigh
+    "と思いますか|と考えますか|と思われますか|と感じますか|と言える|と言えま|と言えそう|言えるでしょう", // judgement
+    "そうでしょうか|そうですか", // a possibility to consider: "できそうでしょうか", "変わりそうですか"
+  ].join("|"),
+  "u",
+);
+/** The question presupposes its answer: negative and tag questions, "思いませんか", "当然". */
+export const LEADING = new RegExp(
+  [
+    "ないでしょうか|ないのでしょうか|ではありませんか|のではありません|じゃないですか|じゃない$|じゃないか",
+    "ですよね|ますよね|でしたよね|よね$",
+    "と思いませんか|思わない|と感じませんか|なりませんか|ありませんか|ませんか$",
+    "当然|当たり前|やはり|やっぱり|こそ",
+  ].join("|"),
+  "u",
+);
+/** A tag question ("…でしょう？", "…だろう？") leads unless it carries a question word. */
+const TAG_QUESTION = /(でしょう|だろう)$/u;
+/** A question with a textbook answer: "知っていますか", "何年", "何と言いますか", "誰でしょう". */
+export const QUIZ = new RegExp(
+  [
+    "知っていますか|知ってますか|ご存[じ知]|覚えていますか|分かりますか|わかりますか",
+    "何と言い|何といい|何という|何て言う|何年|何歳|何時代|何時間|何人|何個|何パーセント|いくつ",
+    "提唱した|発明した|発見した|書いた人|作者は|正解|答えは|クイズ|問題です",
+  ].join("|"),
+  "u",
+);
+/** Asking for the user's own view ("どう思いますか", "あなた", "言えるでしょうか"): not a quiz. */
+const OPINION = /(思|考|感じ|あなた|ご自身|言え|捉え|受け取)/u;
+/** Words that point back at the context: with them a question is not off-topic. */
+const ANAPHORA = /(それ|その|そう|そこ|この|これ|あなた|ご自身|今の|先ほど)/u;
+
+export interface QuestionAnalysis {
+  form: QuestionForm;
+  /** Question sentences and requests to the user, in order. */
+  prompts: string[];
+  /** Statements after the last prompt. */
+  statementsAfter: number;
+}
+
+/** A sentence that hands the turn to the user: a question, or a request ending in ください/みましょう. */
+export function isPrompt(sentence: string): boolean {
+  return isQuestion(sentence) || REQUEST_END.test(stripSentenceEnd(normalizeText(sentence)));
+}
+
+/** How the reply asks (see QuestionForm); `contextText` decides off-topic. */
+export function questionForm(text: string, context: EvalSample["context"]): QuestionAnalysis {
+  const sents = splitSentences(text);
+  const idx = sents.map((s, i) => (isPrompt(s) ? i : -1)).filter((i) => i >= 0);
+  const prompts = idx.map((i) => sents[i]);
+  if (!idx.length) return { form: "none", prompts, statementsAfter: 0 };
+  const statementsAfter = sents.length - 1 - idx[idx.length - 1];
+  const result = (form: QuestionForm): QuestionAnalysis => ({ form, prompts, statementsAfter });
+  // The speaker answers its own question: the turn is not handed back.
+  if (statementsAfter > 0) return result("rhetorical");
+  if (prompts.length >= STACKED_QUESTIONS) return result("stacked");
+  // Quoted words are the user's, not the question's stance: 「当たり前」 does not make a question leading.
+  const last = stripSentenceEnd(normalizeText(prompts[prompts.length - 1])).replace(
+    /「[^」]*」|『[^』]*』/gu,
+    "X",
+  );
+  if (QUIZ.test(last) && !OPINION.test(last)) return result("quiz");
+  if (LEADING.test(last) || (TAG_QUESTION.test(last) && !INTERROGATIVES.test(last))) return result("leading");
+  const open = INTERROGATIVES.test(last) || OPEN_FRAMES.test(last) || OPEN_REQUEST.test(last) ||
+    REQUEST_END.test(last);
+  if (!open) return result("closed");
+  // An open question about something else: nothing of the context in it.
+  return result(offTopic(text, context) ? "off_topic" : "open");
+}
+
+/**
+ * Nothing of the context in the reply: no quote of the user, no word pointing back at it, no content bigram
+ * and no character 4-gram (any script: hiragana words such as みんな count) shared with any turn.
+ */
+function offTopic(text: string, context: EvalSample["context"]): boolean {
+  if (!context.length) return false;
+  if (ANAPHORA.test(normalizeText(text))) return false;
+  const users = context.filter((t) => t.role === "user").map((t) => t.content);
+  if (quotedSpans(text).some((q) => quoteFromUser(q, users))) return false;
+  const mine = contentBigrams(text);
+  const theirs = new Set(context.flatMap((t) => [...contentBigrams(t.content)]));
+  for (const b of mine) if (theirs.has(b) && !UPTAKE_STOP_BIGRAMS.has(b)) return false;
+  const grams4 = new Set(context.flatMap((t) => charNgramList(t.content, 4)));
+  return !charNgramList(text, 4).some((g) => grams4.has(g));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. Telling
+
+/** Markers of giving or explaining the answer in a statement. */
+export const TELLING_CUES = new RegExp(
+  [
+    "正解は|答えは|結論は|結論として|要するに|つまり|すなわち|したがって|だから|なぜなら", // the answer, because
+    "からです|ためです|ためだ|のです$|のだ$|ことです$|ものです$|ことだ$", // explaining
+    "一般的|と言われ|とされ|知られて|研究|によれば|によると|学者|説$|と述べ|と呼び|と考えました|主張", // authority
+    "重要です|大切です|必要です|有効|効果|望まし|賢明|合理的|べき|なければ|ましょう$|しましょう", // advice
+    "第一に|第二に|第三に|まず、|次に、|最後に、|一つ目|二つ目|いくつか|二つの|三つの", // lists
+    "その通り|そうです$|実は|ではありません$|限りません$|はありません$|できます$|あります$|なります$", // verdicts
+    "と言えます$|わけです$|はずです$|のです$", // conclusions
+  ].join("|"),
+  "u",
+);
+/** A statement that reflects the user back ("…のですね", "…というお考えですね") is not telling. */
+const REFLECTION = /(ね|よね|ねえ)$/u;
+
+export interface TellingAnalysis {
+  /** Statements (non-prompts) that tell: each weighs 1 with a cue, 0.5 as a bare assertion. */
+  statements: { sentence: string; weight: number }[];
+  /** clamp01(Σ weight / TELLING_FULL): a cue statement and a bare assertion already make a lecture. */
+  telling: number;
+}
+
+export function telling(text: string): TellingAnalysis {
+  const statements = splitSentences(text).filter((s) => !isPrompt(s)).map((sentence) => {
+    const core = stripSentenceEnd(normalizeText(sentence));
+    if (REFLECTION.test(core)) return { sentence, weight: 0 };
+    return { sentence, weight: TELLING_CUES.test(core) ? 1 : 0.5 };
+  });
+  return { statements, telling: clamp01(statements.reduce((a, s) => a + s.weight, 0) / TELLING_FULL) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Uptake
+
+/** Whether a quoted span repeats a user's words: contained in a user turn, or ≥ half of its bigrams are. */
 export function quoteFromUser(quote: string, userTurns: string[]): boolean {
   const q = wordRuns(quote).join("");
   if ([...q].length < 2) return false;
   const qb = charNgrams(quote, 2);
   return userTurns.some((u) => {
-    if (wordRuns(u).join("").includes(q)) return true;
+    const uj = wordRuns(u).join("");
+    // A quote of (nearly) the whole turn is an echo, not uptake.
+    if ([...q].length > QUOTE_MAX_SHARE * [...uj].length) return false;
+    if (uj.includes(q)) return true;
     const ub = charNgrams(u, 2);
     let hit = 0;
     for (const b of qb) if (ub.has(b)) hit++;
-    return qb.size > 0 && hit / qb.size >= QUOTE_MATCH;
+    return qb.size > 0 && hit / qb.size >= 0.5;
   });
 }
 
 /**
- * Uptake of the preceding user turn in [0,1], or null when there is no user turn to take up.
- * overlap = sqrt(min(1, |CB(gen) ∩ CB(user)| / min(UPTAKE_TARGET, |CB(user)|))) with CB the content bigrams
- * less UPTAKE_STOP_BIGRAMS (all bigrams when the user turn has none); quoting a user's words in 「…」『…』
- * gives 1.
+ * Uptake of the user's words in [0,1]; null when the context has no user turn. A short quote of a user's
+ * words gives 1; else sqrt(min(1, shared content bigrams with the last user turn / min(4, its count))).
  */
 export function uptake(generated: string, context: EvalSample["context"]): number | null {
   const users = context.filter((t) => t.role === "user").map((t) => t.content).filter((c) => !isBlank(c));
@@ -158,395 +384,154 @@ export function uptake(generated: string, context: EvalSample["context"]): numbe
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Pattern score
+// 5. Register
 
-/** Asks for a definition or an example, or for something concrete (inside a question or a ください request). */
-export const DEFINITION_OR_EXAMPLE = new RegExp(
-  [
-    "どういう意味|どういうこと|どういう|とは|って何|ってなん|何を指|定義|意味", // definition
-    "例えば|たとえば|例を|例は|具体|どんな|どのような|どのくらい|どれくらい|挙げ", // example, specifics
-    "思い浮か|思いつ|思い当た|経験|場面", // a case from the user's own experience
-    "(は|が|も)(あり|い)(ます|ました|そう)", // "…はありますか", "…はいますか": is there a case?
-  ].join("|"),
-  "u",
-);
-/** Raises a counterexample or a tension (anywhere in a turn that asks a question). */
-export const TENSION = new RegExp(
-  [
-    "(^|[、,\\s])(でも|しかし|けれども|ただ)[、,]|ても[、,]|ながらも|それでも|とはいえ|にもかかわらず", // but, even if
-    "一方|逆に|反対に|矛盾|例外|食い違|両立|対立|それとも", // opposition, two sides
-    "もし|としたら|とすれば|とすると|だとすると|場合", // hypotheticals: what if
-    "本当に|必ず|いつも|常に|すべて|全部|全員|だけで|だけが|同じ|違って|違いま", // challenges to a general claim
-    "ないでしょうか|ないのでしょうか", // "…ということはないでしょうか"
-  ].join("|"),
-  "u",
-);
-/** Invites the user to reason (inside a question or a ください request). */
-export const REASONING = new RegExp(
-  [
-    "なぜ|何故|どうして|理由|根拠|何のため|何によって", // why
-    "どう(思|考|感|捉|見)|お考え|(思|考|感じ)(います|われます|られます|ます)か|考えて|考える", // what do you think
-    "言える|言えま|どうでしょう|どうですか|どうなる|どうなり|どうします|どうすれば|どうしたら|どうやって|どのように",
-    "どちら|どっち|違い|違う|比べ|関係|判断|見分|決ま|何が", // compare, weigh, decide
-  ].join("|"),
-  "u",
-);
-/** Giving the answer outright (in a statement, not a question; not when reporting the user's view: "…べきだ、と"). */
-export const ANSWER_GIVING =
-  /(正解は|答えは|結論は|結論として|要するに|すべき|べきです|べきだ|なければなりません|なければならない|ねばならない|に決まって|明らかです|明らかだ|間違いありません|間違いない|とは.+(こと|もの|意味)(です|だ|である))(?![、,]?\s*と(いう|お考え|思|考|感|言|おっしゃ|の))/u;
-/** A bare assertion: a statement ending in です/ます/だ/である without a softening ね・よね・かな. */
-const BARE_ASSERTION = /(です|ます|ました|ません|でした|だ|である|であります)$/u;
+/** Short interjections without a predicate ("なるほど", "うーん") are neither polite nor casual. */
+const INTERJECTION = /^(なるほど|うーん|ええ|はい|そう|確かに|たしかに|ふむ|へえ|おお)[、,\s]*$/u;
 
-export interface LectureBreakdown {
-  /** Longest run of consecutive statements (non-questions). */
-  assertionRun: number;
-  /** Longest run of consecutive bare です/ます/だ assertions. */
-  copulaChain: number;
-  /** 1 when a statement gives the answer outright (答えは・正解は・〜すべきです・〜とは…ことです). */
-  answerGiving: 0 | 1;
-  /** min(1, clamp((assertionRun−2)/2) + clamp((copulaChain−2)/2) + answerGiving). */
-  penalty: number;
-}
-
-export function lecture(text: string): LectureBreakdown {
-  const sents = splitSentences(text);
-  let run = 0, assertionRun = 0, chain = 0, copulaChain = 0;
-  let answerGiving: 0 | 1 = 0;
-  for (const s of sents) {
-    if (isQuestion(s)) {
-      run = 0;
-      chain = 0;
-      continue;
-    }
-    assertionRun = Math.max(assertionRun, ++run);
-    chain = BARE_ASSERTION.test(stripSentenceEnd(s)) ? chain + 1 : 0;
-    copulaChain = Math.max(copulaChain, chain);
-    if (ANSWER_GIVING.test(s)) answerGiving = 1;
-  }
-  const penalty = Math.min(
-    1,
-    clamp01((assertionRun - 2) / 2) + clamp01((copulaChain - 2) / 2) + answerGiving,
-  );
-  return { assertionRun, copulaChain, answerGiving, penalty };
-}
-
-export interface PatternBreakdown {
-  /** Asks for a definition or an example. */
-  definitionOrExample: 0 | 1;
-  /** Raises a counterexample or tension. */
-  tension: 0 | 1;
-  /** Invites the user to reason. */
-  reasoning: 0 | 1;
-  /** min(1, PROBE_CREDIT · (definitionOrExample + tension + reasoning)). */
-  probe: number;
-  /** Builds on the user's words; null when the context has no user turn. */
-  uptake: number | null;
-  lecture: LectureBreakdown;
-  score: number;
-}
-
-export function patternScore(text: string, context: EvalSample["context"]): PatternBreakdown {
-  const sents = splitSentences(text);
-  // Probes must be asked: in a question sentence, or a request ("考えてみてください").
-  const asked = sents.filter((s) => isQuestion(s) || /(ください|下さい)$/u.test(stripSentenceEnd(s)));
-  const inAsked = (re: RegExp): 0 | 1 => (asked.some((s) => re.test(s)) ? 1 : 0);
-  const definitionOrExample = inAsked(DEFINITION_OR_EXAMPLE);
-  const reasoning = inAsked(REASONING);
-  const tension: 0 | 1 = asked.length && sents.some((s) => TENSION.test(s)) ? 1 : 0;
-  const probe = Math.min(1, PROBE_CREDIT * (definitionOrExample + tension + reasoning));
-  const up = uptake(text, context);
-  const lec = lecture(text);
-  const base = up === null ? probe : PATTERN_WEIGHTS.uptake * up + PATTERN_WEIGHTS.probe * probe;
-  const score = sents.length ? clamp01(base - PATTERN_WEIGHTS.lecture * lec.penalty) : 0;
-  return { definitionOrExample, tension, reasoning, probe, uptake: up, lecture: lec, score };
+/** 1 when every sentence (interjections aside) is polite です/ます Japanese; 0 otherwise or when not Japanese. */
+export function register(text: string): 0 | 1 {
+  if (isBlank(text)) return 0;
+  const shares = japaneseShares(text);
+  if (!shares || shares.japanese < JAPANESE_MIN) return 0;
+  const sents = splitSentences(text).filter((s) => !INTERJECTION.test(stripSentenceEnd(normalizeText(s))));
+  return sents.length && sents.every(isPolite) ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Style
+// Per reply
 
-export interface StyleProfile {
-  /** Share of sentences with a です/ます ending. */
-  politeness: number;
-  /** Share of sentences that are questions. */
-  questionRatio: number;
-  /** Mean sentence length in characters (NFKC, no whitespace). */
-  meanSentenceLength: number;
-  /** Shares of kana / kanji / Latin letters among all such characters (sum 1, or all 0 when there are none). */
-  kana: number;
-  kanji: number;
-  latin: number;
-  /** Number of sentences the profile was computed from (0 → empty profile). */
-  sentences: number;
-}
+/** The per-reply figures of `maieutic score --json` (each in [0,1], higher = better). */
+export const REPLY_FIGURES = [
+  "socratic_score",
+  "open_question",
+  "no_telling",
+  "uptake",
+  "dialogue_flow",
+  "register",
+  "non_degenerate",
+] as const;
+export type ReplyFigure = (typeof REPLY_FIGURES)[number];
 
-/** Style profile of one or more texts, pooled over all their sentences and characters. */
-export function styleProfile(texts: string | string[]): StyleProfile {
-  const list = typeof texts === "string" ? [texts] : texts;
-  let n = 0, polite = 0, questions = 0, chars = 0, kana = 0, kanji = 0, latin = 0;
-  for (const t of list) {
-    for (const s of splitSentences(t)) {
-      n++;
-      if (isPolite(s)) polite++;
-      if (isQuestion(s)) questions++;
-      chars += charLength(s);
-    }
-    const c = scriptCounts(t);
-    kana += c.kana;
-    kanji += c.kanji;
-    latin += c.latin;
-  }
-  const letters = kana + kanji + latin;
-  return {
-    politeness: n ? polite / n : 0,
-    questionRatio: n ? questions / n : 0,
-    meanSentenceLength: n ? chars / n : 0,
-    kana: letters ? kana / letters : 0,
-    kanji: letters ? kanji / letters : 0,
-    latin: letters ? latin / letters : 0,
-    sentences: n,
-  };
-}
-
-/**
- * The 1号機 style: `styleProfile` over all 410 assistant turns of data/dialogue/processed/1gouki.json
- * (105 dialogues), rounded to 4 decimals. Obtained with
- *   deno eval 'import {styleProfile} from "./src/eval/metrics.ts";
- *     const d = JSON.parse(Deno.readTextFileSync("data/dialogue/processed/1gouki.json"));
- *     console.log(styleProfile(d.flatMap((r) => r.messages.filter((m) => m.role === "assistant")
- *       .map((m) => m.content))))'
- * tests/eval/metrics_test.ts recomputes it from the file and fails if the data or the profile code drift.
- */
-export const ONE_GOUKI_PROFILE: StyleProfile = {
-  politeness: 0.996,
-  questionRatio: 0.5609,
-  meanSentenceLength: 27.9143,
-  kana: 0.7783,
-  kanji: 0.2208,
-  latin: 0.0009,
-  sentences: 747,
-};
-
-export interface StyleDistanceParts {
-  politeness: number;
-  question: number;
-  sentenceLength: number;
-  script: number;
-  /** sqrt(Σ STYLE_WEIGHTS_i · part_i²), in [0,1]. */
-  distance: number;
-}
-
-/** Normalized distance between two style profiles; 1 when either is empty. */
-export function styleDistance(a: StyleProfile, b: StyleProfile): StyleDistanceParts {
-  if (!a.sentences || !b.sentences) {
-    return { politeness: 1, question: 1, sentenceLength: 1, script: 1, distance: 1 };
-  }
-  const politeness = Math.abs(a.politeness - b.politeness);
-  const question = Math.abs(a.questionRatio - b.questionRatio);
-  const sentenceLength = a.meanSentenceLength > 0 && b.meanSentenceLength > 0
-    ? clamp01(Math.abs(Math.log(a.meanSentenceLength / b.meanSentenceLength)) / Math.log(STYLE_LENGTH_FACTOR))
-    : 1;
-  const noLetters = (p: StyleProfile) => p.kana + p.kanji + p.latin === 0;
-  const script = noLetters(a) || noLetters(b)
-    ? (noLetters(a) && noLetters(b) ? 0 : 1)
-    : clamp01((Math.abs(a.kana - b.kana) + Math.abs(a.kanji - b.kanji) + Math.abs(a.latin - b.latin)) / 2);
-  const w = STYLE_WEIGHTS;
-  const distance = clamp01(
-    Math.sqrt(
-      w.politeness * politeness ** 2 + w.question * question ** 2 + w.sentenceLength * sentenceLength ** 2 +
-        w.script * script ** 2,
-    ),
-  );
-  return { politeness, question, sentenceLength, script, distance };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Dialogue flow
-
-export interface FlowBreakdown {
-  uptake: number | null;
-  /** 1 − clamp((max(repWithin, repAcross) − REPEAT_FREE) / REPEAT_SPAN). */
-  nonRepetition: number;
-  /** Share of repeated REPEAT_N_WITHIN-grams inside the turn: 1 − distinct/total. */
-  repWithin: number;
-  /** Share of the turn's distinct REPEAT_N_ACROSS-grams already in earlier model turns of the context. */
-  repAcross: number;
-  /** generated length / (reference length, else preceding user turn length). */
-  lengthRatio: number;
-  lengthBalance: number;
-  score: number;
-}
-
-/** 1 inside [lo, hi]; falls linearly in log-ratio to 0 at lo/2 and at 2·hi. */
-export function bandScore(ratio: number, [lo, hi]: readonly [number, number]): number {
-  if (!(ratio > 0)) return 0;
-  if (ratio < lo) return clamp01(1 - Math.log(lo / ratio) / Math.LN2);
-  if (ratio > hi) return clamp01(1 - Math.log(ratio / hi) / Math.LN2);
-  return 1;
-}
-
-export function dialogueFlow(
-  generated: string,
-  context: EvalSample["context"],
-  reference?: string,
-): FlowBreakdown {
-  const up = uptake(generated, context);
-  const grams = charNgramList(generated, REPEAT_N_WITHIN);
-  const repWithin = grams.length ? 1 - new Set(grams).size / grams.length : 0;
-  const mine = charNgrams(generated, REPEAT_N_ACROSS);
-  const earlier = new Set(
-    context.filter((t) => t.role !== "user").flatMap((t) => charNgramList(t.content, REPEAT_N_ACROSS)),
-  );
-  let seen = 0;
-  for (const g of mine) if (earlier.has(g)) seen++;
-  const repAcross = mine.size ? seen / mine.size : 0;
-  const nonRepetition = 1 - clamp01((Math.max(repWithin, repAcross) - REPEAT_FREE) / REPEAT_SPAN);
-
-  const genLen = charLength(generated);
-  const users = context.filter((t) => t.role === "user" && !isBlank(t.content));
-  let lengthRatio = 0, lengthBalance = 0;
-  if (!isBlank(reference)) {
-    lengthRatio = genLen / charLength(reference!);
-    lengthBalance = bandScore(lengthRatio, LENGTH_BAND_REFERENCE);
-  } else if (users.length) {
-    lengthRatio = genLen / charLength(users[users.length - 1].content);
-    lengthBalance = bandScore(lengthRatio, LENGTH_BAND_USER);
-  } else {
-    // Nothing to compare the length with: any non-empty turn is balanced.
-    lengthRatio = genLen > 0 ? 1 : 0;
-    lengthBalance = genLen > 0 ? 1 : 0;
-  }
-  const body = up === null ? lengthBalance : FLOW_WEIGHTS.uptake * up + FLOW_WEIGHTS.length * lengthBalance;
-  const score = isBlank(generated) ? 0 : clamp01(nonRepetition * body);
-  return { uptake: up, nonRepetition, repWithin, repAcross, lengthRatio, lengthBalance, score };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Response consistency
-
-/** Jaccard similarity of the character-bigram sets of two texts (identical texts → 1, a blank text → 0). */
-export function bigramJaccard(a: string, b: string): number {
-  if (isBlank(a) || isBlank(b)) return 0;
-  const A = charNgrams(a, 2), B = charNgrams(b, 2);
-  if (!A.size || !B.size) return wordRuns(a).join("") === wordRuns(b).join("") ? 1 : 0;
-  let inter = 0;
-  for (const x of A) if (B.has(x)) inter++;
-  return inter / (A.size + B.size - inter);
-}
-
-/** Pair similarity: CONSISTENCY_WEIGHTS.text · bigram Jaccard + .question · [both ask or neither]; 0 if blank. */
-export function pairConsistency(a: string, b: string): number {
-  if (isBlank(a) || isBlank(b)) return 0;
-  const sameQ = asksQuestion(a) === asksQuestion(b) ? 1 : 0;
-  return clamp01(CONSISTENCY_WEIGHTS.text * bigramJaccard(a, b) + CONSISTENCY_WEIGHTS.question * sameQ);
-}
-
-/**
- * The responses compared for one context: `samples` when there are at least two; else the greedy response
- * plus the single sample. Fewer than two → null (not measurable).
- */
-export function consistencyResponses(sample: EvalSample): string[] | null {
-  const s = sample.samples ?? [];
-  const set = s.length >= 2 ? s : [sample.generated, ...s];
-  return set.length >= 2 ? set : null;
-}
-
-/** Mean pairwise `pairConsistency` over the responses; null when fewer than two. */
-export function responseConsistency(responses: string[] | null): number | null {
-  if (!responses || responses.length < 2) return null;
-  let sum = 0, pairs = 0;
-  for (let i = 0; i < responses.length; i++) {
-    for (let j = i + 1; j < responses.length; j++) {
-      sum += pairConsistency(responses[i], responses[j]);
-      pairs++;
-    }
-  }
-  return clamp01(sum / pairs);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Per turn and aggregated
-
-export interface TurnScore {
-  socratic_question_rate: number;
-  socratic_pattern_score: number;
-  style_consistency: number;
-  dialogue_flow: number;
-  /** null when fewer than two responses were available for this context (left out of the mean). */
+export interface ReplyScore {
+  figures: Record<ReplyFigure, number>;
+  /** Over the K samples (null without at least two samples). */
   response_consistency: number | null;
-  details: {
-    /** Sentences of the generated turn as the metrics split them. */
-    sentences: string[];
-    pattern: PatternBreakdown;
-    style: {
-      generated: StyleProfile;
-      /** The reference turn's profile, or ONE_GOUKI_PROFILE when the sample has no reference. */
-      against: StyleProfile;
-      againstBuiltIn: boolean;
-      parts: StyleDistanceParts;
-    };
-    flow: FlowBreakdown;
-    /** How many responses response_consistency compared (0 when null). */
-    consistencyResponses: number;
+  distinct_2: number | null;
+  degenerate: Degenerate | null;
+  question_form: QuestionForm;
+  /** Telling in [0,1] (no_telling = 1 − telling). */
+  telling: number;
+  details: { sentences: string[]; prompts: string[]; tellingStatements: TellingAnalysis["statements"] };
+}
+
+/** Scores one reply (the decoder's finish reason, when given, feeds the cut-off test). */
+export function scoreReply(sample: EvalSample): ReplyScore {
+  const text = sample.generated ?? "";
+  const deg = degenerate(sample);
+  const gate = deg === null ? 1 : 0;
+  const q = questionForm(text, sample.context);
+  const t = telling(text);
+  const up = uptake(text, sample.context) ?? 0;
+  const reg = register(text);
+  const form = FORM_CREDIT[q.form];
+  const w = SCORE_WEIGHTS;
+  const score = gate * clamp01(form * (w.base + w.uptake * up + w.register * reg) - w.telling * t.telling);
+  const handsBack = q.form !== "none" && q.form !== "rhetorical" ? 1 : 0;
+  const samples = sample.samples ?? [];
+  return {
+    figures: {
+      socratic_score: score,
+      open_question: gate && q.form === "open" ? 1 : 0,
+      no_telling: clamp01(1 - t.telling),
+      uptake: gate * up,
+      dialogue_flow: gate * clamp01(FLOW_WEIGHTS.uptake * up + FLOW_WEIGHTS.handsBack * handsBack),
+      register: reg,
+      non_degenerate: gate,
+    },
+    response_consistency: samples.length >= 2
+      ? socraticShare(sample.context, samples, sample.samplesFinish)
+      : null,
+    distinct_2: samples.length >= 2 ? distinctN(samples, 2) : null,
+    degenerate: deg,
+    question_form: q.form,
+    telling: t.telling,
+    details: { sentences: splitSentences(text), prompts: q.prompts, tellingStatements: t.statements },
   };
 }
 
-/** Scores one generated turn, with the breakdown of every metric (for tests and the samples file). */
-export function scoreTurn(sample: EvalSample): TurnScore {
-  const gen = sample.generated ?? "";
-  const blank = isBlank(gen);
-  const pattern = patternScore(gen, sample.context);
-  const againstBuiltIn = isBlank(sample.reference);
-  const against = againstBuiltIn ? ONE_GOUKI_PROFILE : styleProfile(sample.reference!);
-  const generated = styleProfile(gen);
-  const parts = styleDistance(generated, against);
-  const flow = dialogueFlow(gen, sample.context, sample.reference);
-  const responses = consistencyResponses(sample);
-  const consistency = responseConsistency(responses);
-  return {
-    socratic_question_rate: blank ? 0 : asksQuestion(gen),
-    socratic_pattern_score: blank ? 0 : pattern.score,
-    style_consistency: blank ? 0 : clamp01(1 - parts.distance),
-    dialogue_flow: blank ? 0 : flow.score,
-    response_consistency: blank ? 0 : consistency,
-    details: {
-      sentences: splitSentences(gen),
-      pattern,
-      style: { generated, against, againstBuiltIn, parts },
-      flow,
-      consistencyResponses: consistency === null || blank ? 0 : responses!.length,
-    },
-  };
+/**
+ * response_consistency: the share of the K samples that pass the gate and score at least SOCRATIC_PASS.
+ * Identical degenerate samples give 0, identical good ones 1: agreement alone earns nothing.
+ */
+export function socraticShare(
+  context: EvalSample["context"],
+  samples: readonly string[],
+  finish?: readonly ("stop" | "length")[],
+): number {
+  if (!samples.length) return 0;
+  let ok = 0;
+  for (const [i, s] of samples.entries()) {
+    const r = scoreReply({ context, generated: s, finish: finish?.[i] });
+    if (r.degenerate === null && r.figures.socratic_score >= SOCRATIC_PASS) ok++;
+  }
+  return ok / samples.length;
 }
+
+/** distinct-n over several texts: distinct character n-grams / all character n-grams (0 when none). */
+export function distinctN(texts: readonly string[], n: number): number {
+  const all = texts.flatMap((t) => charNgramList(t, n));
+  return all.length ? new Set(all).size / all.length : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Aggregates: the eval_* columns
+
+/** The aggregate figures, named as the CSV's EVAL_METRICS (column `eval_<name>`). */
+export type SocraticMetrics = Record<(typeof EVAL_METRICS)[number], number>;
 
 export interface ScoredSamples {
   metrics: SocraticMetrics;
-  turns: TurnScore[];
-  /** Samples whose response_consistency was measurable (the mean is over these; 0 of them → 0). */
+  replies: ReplyScore[];
+  /** Replies whose response_consistency was measured (K ≥ 2 samples). */
   consistencyCount: number;
 }
 
-/** Per-turn scores and their means (see `scoreSamples`). */
+const mean = (xs: number[]) => (xs.length ? clamp01(xs.reduce((a, b) => a + b, 0) / xs.length) : 0);
+const share = <T>(xs: T[], f: (x: T) => boolean) => (xs.length ? xs.filter(f).length / xs.length : 0);
+
+/** Per-reply scores and the eval_* aggregates (rates are shares of the replies; no replies → all 0). */
 export function scoreSamplesDetailed(samples: EvalSample[]): ScoredSamples {
-  const turns = samples.map(scoreTurn);
-  const mean = (xs: number[]) => (xs.length ? clamp01(xs.reduce((a, b) => a + b, 0) / xs.length) : 0);
-  const measured = turns.map((t) => t.response_consistency).filter((x): x is number => x !== null);
-  return {
-    metrics: {
-      socratic_question_rate: mean(turns.map((t) => t.socratic_question_rate)),
-      socratic_pattern_score: mean(turns.map((t) => t.socratic_pattern_score)),
-      style_consistency: mean(turns.map((t) => t.style_consistency)),
-      dialogue_flow: mean(turns.map((t) => t.dialogue_flow)),
-      response_consistency: mean(measured),
-    },
-    turns,
-    consistencyCount: measured.length,
+  const replies = samples.map(scoreReply);
+  const fig = (k: ReplyFigure) => mean(replies.map((r) => r.figures[k]));
+  const form = (f: QuestionForm) => share(replies, (r) => r.degenerate === null && r.question_form === f);
+  const rc = replies.map((r) => r.response_consistency).filter((x): x is number => x !== null);
+  const d2 = replies.map((r) => r.distinct_2).filter((x): x is number => x !== null);
+  const metrics: SocraticMetrics = {
+    socratic_question_rate: fig("open_question"),
+    socratic_score: fig("socratic_score"),
+    style_consistency: fig("register"),
+    dialogue_flow: fig("dialogue_flow"),
+    response_consistency: mean(rc),
+    distinct_2: mean(d2),
+    telling_rate: share(replies, (r) => r.telling >= 0.5),
+    degenerate_rate: share(replies, (r) => r.degenerate !== null),
+    cut_off_rate: share(samples, (s) => s.finish === "length"),
+    closed_question_rate: form("closed"),
+    leading_question_rate: form("leading"),
+    rhetorical_question_rate: form("rhetorical"),
+    quiz_question_rate: form("quiz"),
+    stacked_question_rate: form("stacked"),
+    off_topic_question_rate: form("off_topic"),
+    no_question_rate: form("none"),
   };
+  return { metrics, replies, consistencyCount: rc.length };
 }
 
-/**
- * The five metrics, each the mean over the samples of `scoreTurn`'s value (response_consistency: over the
- * samples where it is measurable, 0 when none is). No samples → all 0. Always finite and in [0,1].
- */
+/** The eval_* aggregates of `scoreSamplesDetailed`. */
 export function scoreSamples(samples: EvalSample[]): SocraticMetrics {
   return scoreSamplesDetailed(samples).metrics;
 }
+
+/** Length of a text in characters without whitespace (re-exported for reports). */
+export { charLength };

@@ -157,6 +157,8 @@ export async function runEval(o: EvalCommandOptions): Promise<{ report: EvalRepo
   if (o.generate) {
     const gopts: Partial<GenerationOptions> = {
       contexts: o.maxSamples ?? cfg.training.eval_generate_samples,
+      consistencySamples: cfg.training.eval_consistency_samples,
+      maxNewTokensCap: cfg.training.eval_max_new_tokens,
       seed: cfg.training.seed,
       maxPromptTokens: maxLen,
       ...o.generation,
@@ -172,7 +174,9 @@ export async function runEval(o: EvalCommandOptions): Promise<{ report: EvalRepo
       available_contexts: contexts.length,
       skipped_contexts: g.skipped,
       consistency_samples: eff.consistencySamples,
-      max_new_tokens: eff.maxNewTokens,
+      max_new_tokens: g.maxNewTokens,
+      max_new_tokens_derived: eff.maxNewTokens === undefined,
+      finish: g.finish,
       sampling: eff.sampling,
       seed: eff.seed,
       new_tokens: g.timing.newTokens,

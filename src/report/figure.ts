@@ -177,7 +177,7 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   // 2. Socratic quality scores (0-1), distinguishable without colour: dash + marker symbol.
   const scores: [string, string, string, string, string][] = [
     ["eval_socratic_question_rate", "question rate", "#2a9d3a", "solid", "circle"],
-    ["eval_socratic_pattern_score", "Socratic pattern", "#7b3fb0", "dash", "square"],
+    ["eval_socratic_score", "Socratic score", "#7b3fb0", "dash", "square"],
     ["eval_style_consistency", "style consistency", "#e07b00", "dot", "diamond"],
     ["eval_dialogue_flow", "dialogue flow", "#138d9c", "dashdot", "triangle-up"],
     ["eval_response_consistency", "response consistency", "#8a5a2b", "longdash", "x"],

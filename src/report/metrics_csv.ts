@@ -4,11 +4,25 @@
  * drops rows past the checkpoint it resumed from, so the file matches an uninterrupted run.
  */
 export const EVAL_METRICS = [
+  // The seed's five figures, in their places (docs/socratic_metrics.md; socratic_pattern_score is now
+  // socratic_score, the headline).
   "socratic_question_rate",
-  "socratic_pattern_score",
+  "socratic_score",
   "style_consistency",
   "dialogue_flow",
   "response_consistency",
+  // Added by issue #15: distinct-n of the K samples, and the failures counted apart (shares of the replies).
+  "distinct_2",
+  "telling_rate",
+  "degenerate_rate",
+  "cut_off_rate",
+  "closed_question_rate",
+  "leading_question_rate",
+  "rhetorical_question_rate",
+  "quiz_question_rate",
+  "stacked_question_rate",
+  "off_topic_question_rate",
+  "no_question_rate",
 ] as const;
 
 export const CSV_COLUMNS = [

@@ -69,7 +69,7 @@ Deno.test("eval --json prints one JSON object with a finite eval_loss; bad input
   }
 });
 
-Deno.test("eval --generate: the five metrics, samples file and readable output", async () => {
+Deno.test("eval --generate: the eval_* figures, finish reasons, samples file and readable output", async () => {
   const out = await Deno.makeTempDir();
   try {
     const r = await cli(
@@ -105,6 +105,9 @@ Deno.test("eval --generate: the five metrics, samples file and readable output",
     if (report.generation.contexts !== 2 || report.generation.max_new_tokens !== 5) {
       throw new Error("generation");
     }
+    // Finish reasons are counted (a reply cut off at the token limit is degenerate).
+    const f = report.generation.finish;
+    if (f.stop + f.length !== 2) throw new Error(`finish ${JSON.stringify(f)}`);
     const lines = (await Deno.readTextFile(join(out, "sample_en", "evals", reports[1]))).trim().split("\n");
     if (lines.length !== 2 || JSON.parse(lines[0]).samples.length !== 2) throw new Error("samples file");
   } finally {

@@ -10,7 +10,14 @@ import { openModelSource, openSession } from "../../src/model/session.ts";
 import { buildWeights } from "../../src/model/weights.ts";
 import { loadTokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { chatPrompt, generate } from "../../src/eval/generate.ts";
-import { evalContextsFrom, evaluateStep, generateSamples, pickContexts } from "../../src/eval/in_training.ts";
+import {
+  deriveMaxNewTokens,
+  evalContextsFrom,
+  evaluateStep,
+  generateSamples,
+  pickContexts,
+} from "../../src/eval/in_training.ts";
+import { REPLY_FIGURES } from "../../src/eval/metrics.ts";
 import {
   applyRepetitionPenalty,
   applyTopK,
@@ -259,7 +266,14 @@ const DIALOGUES = [
   },
 ];
 
-Deno.test("evaluateStep: eval loss, the five eval_* metrics and the samples file", async () => {
+Deno.test("deriveMaxNewTokens: 1.25 × the longest reference + 8, capped, at least 8", () => {
+  assertEq(deriveMaxNewTokens([10, 40, 20], 256), 58, "1.25·40 + 8");
+  assertEq(deriveMaxNewTokens([400], 256), 256, "cap");
+  assertEq(deriveMaxNewTokens([], 256), 8, "no reference");
+  assertEq(deriveMaxNewTokens([100], 5), 5, "small cap");
+});
+
+Deno.test("evaluateStep: eval loss, the eval_* figures and the samples file", async () => {
   const cfg = validateConfig({ model: { name: "tiny", max_sequence_length: 128 } });
   const source = await openModelSource(cfg);
   const tok = await loadTokenizer(source.dir);
@@ -308,7 +322,13 @@ Deno.test("evaluateStep: eval loss, the five eval_* metrics and the samples file
       if (l.samples.length !== 2 || typeof l.generated !== "string" || typeof l.reference !== "string") {
         throw new Error(JSON.stringify(l));
       }
-      if (Object.keys(l.scores).join() !== EVAL_METRICS.join()) throw new Error(JSON.stringify(l.scores));
+      const keys = [...REPLY_FIGURES, "response_consistency", "distinct_2"];
+      if (Object.keys(l.scores).join() !== keys.join()) throw new Error(JSON.stringify(l.scores));
+      if (!["stop", "length"].includes(l.finish) || typeof l.question_form !== "string") {
+        throw new Error("finish");
+      }
+      // Cut off at the token limit is degenerate: the gate knows the finish reason.
+      if (l.finish === "length" && l.degenerate === null) throw new Error(JSON.stringify(l));
       if (!(l.prompt_tokens === chatPrompt(tok, l.context).length)) throw new Error("prompt tokens");
     }
     // The same generation twice gives the same samples (seeded), and loss-only evaluation has no metrics.
@@ -331,6 +351,16 @@ Deno.test("evaluateStep: eval loss, the five eval_* metrics and the samples file
       maxPromptTokens: chatPrompt(tok, contexts[1].context.slice(2)).length + gen.maxNewTokens,
     });
     assertEq([cut.records[0].dropped_exchanges, cut.records[0].context.length], [1, 1], "dropped exchange");
+    // Without a fixed max_new_tokens it is derived from the references, capped; finish reasons are counted.
+    const { maxNewTokens: _fixed, ...auto } = gen;
+    const capped = await generateSamples(session.engine, tok, contexts, { ...auto, maxNewTokensCap: 4 });
+    assertEq(capped.maxNewTokens, 4, "capped max_new_tokens");
+    assertEq(capped.finish.stop + capped.finish.length, capped.records.length, "finish counts");
+    assertEq(
+      capped.finish.length,
+      capped.records.filter((x) => x.finish === "length").length,
+      "length count",
+    );
   } finally {
     await Deno.remove(logsDir, { recursive: true });
   }
