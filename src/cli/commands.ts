@@ -6,6 +6,9 @@ export interface CommandModule {
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   train: { summary: "fine-tune LoRA adapters on a dialogue file", load: () => import("./train.ts") },
   eval: { summary: "evaluate a model (+adapter) on a dialogue file", load: () => import("./eval.ts") },
+  score: { summary: "Socratic figures of the replies in a dialogue file", load: () => import("./score.ts") },
+  chat: { summary: "talk to a model (+adapter) in the terminal", load: () => import("./chat.ts") },
+  generate: { summary: "a reply to every record of a dialogue file", load: () => import("./generate.ts") },
   serve: { summary: "HTTP API that runs evaluation jobs", load: () => import("./serve.ts") },
   bench: { summary: "kernel and step throughput, memory plan", load: () => import("./bench.ts") },
   quantize: { summary: "fetch + NF4-quantize + cache a model", load: () => import("./quantize.ts") },

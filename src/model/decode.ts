@@ -13,6 +13,8 @@
  *                     kernels/attention_decode.wgsl over the cached keys (sliding window on even layers),
  *                     final norm and the softcapped logits [rows, V] (the fused head's `logits` output, vocab
  *                     in chunks so 256000 works).
+ *   extend(ids):      several tokens after the cached ones, one step each (a chat's next turn goes on from
+ *                     the earlier turns' cache).
  * Rows are independent sequences that share the prompt (greedy + K sampled continuations of one context):
  * after the prefill every row's cache holds the prompt. Reading: `argmax()` (kernels/argmax.wgsl, 4 bytes per
  * row) for greedy decoding, or `readLogits()` for sampling: one readback per generated token either way.
@@ -29,6 +31,7 @@ import { f32 } from "../gpu/params.ts";
 import { readBuffer, readF32 } from "../gpu/readback.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraTarget } from "../lora/params.ts";
+import { collectGarbage } from "../util/gc.ts";
 import { isSlidingLayer } from "../config/gemma2.ts";
 import type { Gemma2Engine } from "./engine.ts";
 import { attentionForward } from "./ops/attention.ts";
@@ -59,6 +62,8 @@ export interface DecoderOptions {
 const DECODE_WG = 64;
 const DECODE_MAXE = 8;
 const ARGMAX_WG = 256;
+/** Decode steps between two forced garbage collections (src/util/gc.ts). */
+const GC_EVERY_STEPS = 128;
 
 export interface DecodeAttentionShape {
   B: number;
@@ -171,6 +176,7 @@ export class Decoder {
   private readonly ceOut: { targets: GPUBuffer; lse: GPUBuffer; tokenLoss: GPUBuffer; loss: GPUBuffer };
   private readonly branches = new Map<string, LoraBranch>();
   private destroyed = false;
+  private steps = 0;
 
   constructor(readonly engine: Gemma2Engine, opts: DecoderOptions) {
     if (!engine.gpu) throw new Error("Decoder needs an engine on a GPU");
@@ -467,6 +473,26 @@ export class Decoder {
     this.head(rec, acts.x);
     rec.submit();
     this.length = n + 1;
+    // Bind groups are freed only when V8 collects them; see src/util/gc.ts (lavapipe crashes at ~65k).
+    if (++this.steps % GC_EVERY_STEPS === 0) collectGarbage();
+  }
+
+  /**
+   * Appends `ids` to every row at positions length.. (the same tokens in each row) and leaves the logits of
+   * the last one: a conversation's next turn goes on from the cached keys and values of the earlier turns
+   * (src/chat/session.ts) instead of a prefill of the whole conversation. One decode step per token (the
+   * step's small-M kernels, no readback); submits.
+   */
+  extend(ids: readonly number[]): void {
+    this.check();
+    if (this.length < 1) throw new Error("extend: call prefill() first");
+    if (this.length + ids.length > this.maxLen) {
+      throw new RangeError(
+        `extend: ${this.length} cached + ${ids.length} new tokens exceed the cache's ${this.maxLen} positions`,
+      );
+    }
+    this.validIds(ids);
+    for (const id of ids) this.step(new Array<number>(this.rows).fill(id));
   }
 
   /** The current logits, one Float32Array [V] per row (one readback). */
