@@ -29,16 +29,102 @@ export async function saveCheckpoint(
   const tmp = join(modelDir, `.checkpoint-${step}.tmp-${Deno.pid}`);
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
   // Half-written checkpoints of a killed run (resumed with --resume) are never complete: remove them.
-  await removeStaleTemps(modelDir, /^\.checkpoint-\d+\.tmp-(\d+)$/);
+  await cleanKilledCheckpoints(modelDir);
   await Deno.mkdir(tmp, { recursive: true });
   await files.writeAdapter(tmp);
   await files.writeOptimizer(tmp);
   await Deno.writeTextFile(join(tmp, "rng_state.json"), JSON.stringify(rng, null, 2) + "\n");
   // trainer_state.json last: its presence marks a complete checkpoint.
   await Deno.writeTextFile(join(tmp, COMPLETE_MARKER), JSON.stringify(state, null, 2) + "\n");
-  await Deno.remove(final, { recursive: true }).catch(() => {});
+  // A preempted VM may lose power, not just the process: the files reach the disk before the rename that
+  // publishes them (rename alone orders nothing about file contents on ext4/xfs).
+  await syncDirFiles(tmp);
+  // Re-saving a step (after an eval that a stop request had deferred): the old copy stays complete under a
+  // recoverable name until the new one is in place (cleanKilledCheckpoints renames it back if we die between).
+  const old = join(modelDir, `.checkpoint-${step}.old-${Deno.pid}`);
+  let replaced = false;
+  try {
+    await Deno.rename(final, old);
+    replaced = true;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   await Deno.rename(tmp, final);
+  await syncPath(modelDir);
+  if (replaced) await Deno.remove(old, { recursive: true });
   return final;
+}
+
+/** fsyncs every file in dir, then dir itself. */
+async function syncDirFiles(dir: string): Promise<void> {
+  for await (const e of Deno.readDir(dir)) if (e.isFile) await syncPath(join(dir, e.name));
+  await syncPath(dir);
+}
+
+async function syncPath(path: string): Promise<void> {
+  if (Deno.build.os === "windows") return; // directories cannot be opened for fsync there
+  const f = await Deno.open(path, { read: true });
+  try {
+    await f.sync();
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Removes what a killed save or prune left in modelDir (its writer's process gone): temp checkpoint directories
+ * (never complete) are deleted; the previous copy of a re-saved step (`.checkpoint-N.old-PID`) is renamed back
+ * when the new copy never arrived, else deleted. Returns the removed or restored paths.
+ */
+export async function cleanKilledCheckpoints(modelDir: string): Promise<string[]> {
+  const done = await removeStaleTemps(modelDir, /^\.checkpoint-\d+\.tmp-(\d+)$/);
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(modelDir));
+  } catch {
+    return done;
+  }
+  for (const e of entries) {
+    const m = /^\.checkpoint-(\d+)\.old-(\d+)$/.exec(e.name);
+    if (!m || Number(m[2]) === Deno.pid || await processAlive(Number(m[2])) !== false) continue;
+    const path = join(modelDir, e.name);
+    const final = join(modelDir, `checkpoint-${m[1]}`);
+    if (await exists(join(final, COMPLETE_MARKER))) await Deno.remove(path, { recursive: true });
+    else await Deno.rename(path, final);
+    done.push(path);
+  }
+  return done;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Linux: whether /proc/<pid> exists; elsewhere undefined (unknown: leave the entry alone). */
+async function processAlive(pid: number): Promise<boolean | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  return await exists(`/proc/${pid}`);
+}
+
+/** The newest complete checkpoint, read synchronously (for a signal handler about to exit), or null. */
+export function latestCheckpointSync(modelDir: string): { step: number; dir: string } | null {
+  let best: { step: number; dir: string } | null = null;
+  try {
+    for (const e of Deno.readDirSync(modelDir)) {
+      const m = e.isDirectory ? CHECKPOINT_RE.exec(e.name) : null;
+      if (!m || (best && best.step >= Number(m[1]))) continue;
+      try {
+        Deno.statSync(join(modelDir, e.name, COMPLETE_MARKER));
+        best = { step: Number(m[1]), dir: join(modelDir, e.name) };
+      } catch { /* incomplete */ }
+    }
+  } catch { /* no directory yet */ }
+  return best;
 }
 
 /** Complete checkpoints in modelDir, oldest first. */
@@ -72,7 +158,11 @@ export async function pruneCheckpoints(
   for (const c of all) {
     if (excess <= 0) break;
     if (best && c.dir === best) continue;
-    await Deno.remove(c.dir, { recursive: true });
+    // Renamed out of the checkpoint namespace first: a kill mid-delete must not leave a checkpoint-N that still
+    // has its trainer_state.json but lost other files (the next save removes the temp).
+    const doomed = join(modelDir, `.checkpoint-${c.step}.tmp-${Deno.pid}`);
+    await Deno.rename(c.dir, doomed);
+    await Deno.remove(doomed, { recursive: true });
     removed.push(c.dir);
     excess--;
   }

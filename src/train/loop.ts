@@ -111,6 +111,7 @@ export function newTrainerState(t: TrainingConfig, plan: StepPlan): TrainerState
     train_seconds: 0,
     eval_seconds: 0,
     save_seconds: 0,
+    eval_pending: false,
   };
 }
 
@@ -159,13 +160,60 @@ export async function trainLoop(
     }
   };
   const evaluate = hooks.evaluate;
-  const save = (step: number) => timed("save_seconds", () => hooks.save(step, state));
+  // training.save_every_minutes: a checkpoint at least that often whatever save_steps says, so a preempted VM
+  // loses at most that much work.
+  const saveEveryMs = t.save_every_minutes * 60_000;
+  let lastSave = clock();
+  const save = async (step: number) => {
+    const dir = await timed("save_seconds", () => hooks.save(step, state));
+    lastSave = clock();
+    return dir;
+  };
+  /** Evaluates the weights of `step`: logs the row, tracks the best metric and early stopping. */
+  const runEval = async (evaluate: (step: number) => Promise<EvalResult>, step: number) => {
+    const ev = await timed("eval_seconds", () => evaluate(step));
+    const entry = { step, epoch: state.epoch, ...ev };
+    state.log_history.push(entry);
+    const metric = ev[t.metric_for_best_model];
+    const improved = metric !== undefined &&
+      (state.best_metric === null ||
+        (higherIsBetter ? metric > state.best_metric : metric < state.best_metric));
+    if (improved) {
+      state.best_metric = metric;
+      state.early_stopping_patience_counter = 0;
+    } else if (metric !== undefined) {
+      state.early_stopping_patience_counter++;
+    }
+    await hooks.log(entry, state);
+    // The best checkpoint is the one saved at this step (the caller forces a save so that it exists).
+    if (improved) state.best_model_checkpoint = `checkpoint-${step}`;
+    const stopEarly = t.early_stopping_patience > 0 &&
+      state.early_stopping_patience_counter >= t.early_stopping_patience;
+    return { improved, stopEarly };
+  };
+  const earlyStop = (): LoopResult => ({
+    state,
+    reason: "early_stopping",
+    message: `early stopping: no eval improvement for ${t.early_stopping_patience} evaluations`,
+  });
 
   if (t.eval_on_start && state.global_step === 0 && evaluate) {
     const ev = await timed("eval_seconds", () => evaluate(0));
     const entry = { step: 0, epoch: 0, ...ev };
     state.log_history.push(entry);
     await hooks.log(entry, state);
+  }
+  // A run stopped by a signal when an eval was due saved before that eval: evaluate those weights now, then
+  // save the same step again so that its checkpoint records the eval.
+  if (state.eval_pending) {
+    const r = evaluate ? await runEval(evaluate, state.global_step) : null;
+    state.eval_pending = false;
+    await save(state.global_step);
+    if (r?.stopEarly) return earlyStop();
+  } else if (
+    t.early_stopping_patience > 0 && state.early_stopping_patience_counter >= t.early_stopping_patience
+  ) {
+    return earlyStop(); // resumed from the checkpoint that stopped early: nothing more to train
   }
 
   while (state.global_step < plan.totalSteps) {
@@ -249,43 +297,21 @@ export async function trainLoop(
       logTrainMs = 0;
     }
 
-    let stopEarly = false;
-    let improvedNow = false;
-    if (evaluate && (step % evalEvery === 0 || step === plan.totalSteps)) {
-      const ev = await timed("eval_seconds", () => evaluate(step));
-      const entry = { step, epoch: state.epoch, ...ev };
-      state.log_history.push(entry);
-      const metric = ev[t.metric_for_best_model];
-      const improved = metric !== undefined &&
-        (state.best_metric === null ||
-          (higherIsBetter ? metric > state.best_metric : metric < state.best_metric));
-      if (improved) {
-        state.best_metric = metric;
-        state.early_stopping_patience_counter = 0;
-      } else if (metric !== undefined) {
-        state.early_stopping_patience_counter++;
-      }
-      await hooks.log(entry, state);
-      // The best checkpoint is the one saved at this step (a save is forced below so that it exists).
-      if (improved) state.best_model_checkpoint = `checkpoint-${step}`;
-      improvedNow = improved;
-      if (
-        t.early_stopping_patience > 0 && state.early_stopping_patience_counter >= t.early_stopping_patience
-      ) {
-        stopEarly = true;
-      }
-    }
+    const evalDue = evaluate !== undefined && (step % evalEvery === 0 || step === plan.totalSteps);
+    // A stop request (a preemption notice gives seconds; an eval with generation takes minutes) checkpoints
+    // before a due eval; the resumed run evaluates first (state.eval_pending).
+    const deferEval = evalDue && hooks.interrupted();
+    const r = evalDue && !deferEval ? await runEval(evaluate, step) : null;
+    state.eval_pending = deferEval;
     const interrupted = hooks.interrupted();
-    if (step % saveEvery === 0 || step === plan.totalSteps || stopEarly || interrupted || improvedNow) {
+    const byTime = saveEveryMs > 0 && clock() - lastSave >= saveEveryMs;
+    if (
+      step % saveEvery === 0 || step === plan.totalSteps || r?.stopEarly || interrupted || r?.improved ||
+      byTime
+    ) {
       await save(step);
     }
-    if (stopEarly) {
-      return {
-        state,
-        reason: "early_stopping",
-        message: `early stopping: no eval improvement for ${t.early_stopping_patience} evaluations`,
-      };
-    }
+    if (r?.stopEarly) return earlyStop();
     if (interrupted) return { state, reason: "interrupted" };
   }
   return { state, reason: "completed" };

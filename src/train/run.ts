@@ -1,7 +1,8 @@
 /**
  * `maieutic train`: validates everything before any download or GPU work, then loads the model, tokenizes the
  * dialogues, trains, and writes the output tree of docs/ARCHITECTURE.md#the-output-tree (checkpoints, training_config.json, the live
- * metrics CSV, the summary, the plots). Ctrl-C finishes the current step, checkpoints and exits 130.
+ * metrics CSV, the summary, the plots). Where it starts (step 0 or a checkpoint) is src/train/resume.ts; Ctrl-C
+ * and SIGTERM finish the current step, checkpoint and exit 130 / 143 (src/train/stop_signals.ts).
  */
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
@@ -33,7 +34,10 @@ import { tinyChatTokenizer } from "../tokenizer/tiny.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { MetricsCsv } from "../report/metrics_csv.ts";
 import { closeReportRenderer, ReportScheduler } from "../report/plot.ts";
-import { listCheckpoints, pruneCheckpoints, readCheckpointState, saveCheckpoint } from "./checkpoint.ts";
+import { latestCheckpointSync, pruneCheckpoints, saveCheckpoint } from "./checkpoint.ts";
+import { cleanKilledWrites, dropPendingEvalRows, finishedRun, hasRun, resolveStart } from "./resume.ts";
+import { runIdentity } from "./run_identity.ts";
+import { EXIT_CODE, StopSignals } from "./stop_signals.ts";
 import { type EvalResult, type LoopResult, newTrainerState, type TrainBatch, trainLoop } from "./loop.ts";
 import { planSteps } from "./schedule.ts";
 import type { RngState, TrainerState } from "./state.ts";
@@ -47,6 +51,8 @@ export interface TrainOptions {
   /** "latest" or a checkpoint directory. */
   resume?: string;
   overwrite?: boolean;
+  /** Configuration keys --resume may find changed (--accept-changes). */
+  accept?: ReadonlySet<string>;
   jsonLogs?: boolean;
   /** Extra hook for tests: called after every logged step. */
   onLog?: (step: number) => void;
@@ -63,41 +69,22 @@ export function runPaths(cfg: Config): RunPaths {
   return { runDir, modelDir: join(runDir, "model"), logsDir: join(runDir, "logs") };
 }
 
-async function nonEmpty(dir: string): Promise<boolean> {
-  try {
-    for await (const _ of Deno.readDir(dir)) return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-  return false;
-}
-
 async function sha256File(path: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", (await readDataFile(path)) as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Where to resume from: the latest complete checkpoint, or the given directory. */
-async function resolveResume(paths: RunPaths, resume: string): Promise<string> {
-  if (resume !== "latest") {
-    try {
-      await Deno.stat(join(resume, "trainer_state.json"));
-    } catch {
-      throw new UsageError(`--resume ${resume}: not a complete checkpoint (no trainer_state.json there)`);
-    }
-    return resume;
+export async function runTraining(o: TrainOptions): Promise<number> {
+  // The signal listeners stay until the outputs are written, so a second Ctrl-C then still says what to resume.
+  const stopper = new StopSignals();
+  try {
+    return await train(o, stopper);
+  } finally {
+    stopper.uninstall();
   }
-  const all = await listCheckpoints(paths.modelDir);
-  if (!all.length) {
-    throw new UsageError(
-      `--resume: no complete checkpoint under ${paths.modelDir}; start without --resume (or with --overwrite)`,
-    );
-  }
-  return all[all.length - 1].dir;
 }
 
-export async function runTraining(o: TrainOptions): Promise<number> {
+async function train(o: TrainOptions, stopper: StopSignals): Promise<number> {
   const cfg = o.config;
   const t = cfg.training;
   const paths = runPaths(cfg);
@@ -107,30 +94,32 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   // ---- validation before any download or GPU work ----
   const dialogues = await loadDialogues(cfg.data);
   const evalDialogues: Dialogue[] | null = cfg.eval_data ? await loadDialogues(cfg.eval_data) : null;
-  const hasRun = await nonEmpty(paths.modelDir) || await nonEmpty(paths.logsDir);
-  if (hasRun && !o.resume && !o.overwrite) {
-    throw new UsageError(
-      `${paths.runDir} already holds a run. Continue it with --resume, start over with --overwrite, ` +
-        `or choose another --output-dir.`,
-    );
-  }
-  if (o.resume && o.overwrite) throw new UsageError("--resume and --overwrite exclude each other");
-  const resumeDir = o.resume ? await resolveResume(paths, o.resume) : null;
-  const resumed = resumeDir ? await readCheckpointState(resumeDir) : null;
-  if (resumed && resumed.rng.seed !== t.seed) {
-    throw new UsageError(
-      `--resume: the checkpoint was trained with seed ${resumed.rng.seed}, the config says ${t.seed}; ` +
-        `resume with --seed ${resumed.rng.seed}`,
-    );
+  const fingerprints = {
+    data_sha256: await sha256File(cfg.data),
+    eval_data_sha256: cfg.eval_data ? await sha256File(cfg.eval_data) : undefined,
+  };
+  const start = await resolveStart(paths, {
+    resume: o.resume,
+    overwrite: o.overwrite,
+    accept: o.accept,
+    identity: runIdentity(cfg, fingerprints),
+    seed: t.seed,
+  });
+  if (start.kind === "fresh" && start.note) say(start.note);
+  const resumed = start.kind === "checkpoint" ? start : null;
+  const resumeDir = resumed?.dir ?? null;
+  if (resumed?.accepted.length) {
+    say(`--resume: continuing ${resumed.dir} with changed ${resumed.accepted.join(", ")} (--accept-changes)`);
   }
   await parseModelName(cfg.model.name); // a bad --model is a usage error before any download or GPU work
   const gpu = await getGpu();
-  if (o.overwrite && hasRun) {
+  if (o.overwrite && await hasRun(paths)) {
     await Deno.remove(paths.modelDir, { recursive: true }).catch(() => {});
     await Deno.remove(paths.logsDir, { recursive: true }).catch(() => {});
   }
   await Deno.mkdir(paths.modelDir, { recursive: true });
   await Deno.mkdir(paths.logsDir, { recursive: true });
+  await cleanKilledWrites(paths); // temp files of launches killed mid-write
 
   // ---- model source, tokenizer, data ----
   const source = await openModelSource(cfg);
@@ -181,6 +170,14 @@ export async function runTraining(o: TrainOptions): Promise<number> {
     lora = initLoraParams(source.config, cfg.lora, t.seed);
   }
   const plan = planSteps(trainExamples.length, t);
+  // A boot script relaunches the same command after the run ended: say so and stop before loading the model.
+  if (resumed && await finishedRun(paths, resumed.state, plan.totalSteps, t.early_stopping_patience)) {
+    say(
+      `--resume: ${paths.runDir} is already complete (step ${resumed.state.global_step}/${plan.totalSteps}); ` +
+        `the adapter is in ${paths.modelDir}`,
+    );
+    return 0;
+  }
   const seqMax = Math.max(
     ...trainExamples.map((e) => e.inputIds.length),
     ...evalExamples.map((e) => e.inputIds.length),
@@ -226,7 +223,7 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   await writeJsonAtomic(join(paths.modelDir, "training_config.json"), {
     ...cfg,
     resolved_data: resolve(cfg.data),
-    data_sha256: await sha256File(cfg.data),
+    ...fingerprints,
     model_source: {
       name: source.source,
       revision: source.revision ?? null,
@@ -238,8 +235,10 @@ export async function runTraining(o: TrainOptions): Promise<number> {
   });
 
   // ---- hooks ----
+  const csvPath = join(paths.logsDir, "training_metrics.csv");
+  if (resumed?.state.eval_pending) await dropPendingEvalRows(csvPath, resumed.state.global_step);
   const csv = await MetricsCsv.open(
-    join(paths.logsDir, "training_metrics.csv"),
+    csvPath,
     resumed ? state.global_step : undefined,
   );
   let epochCache: { epoch: number; batches: TrainBatch[] } | null = null;
@@ -280,17 +279,25 @@ export async function runTraining(o: TrainOptions): Promise<number> {
         },
       })
     : undefined;
-  let stop = false;
-  const onSignal = () => {
-    if (stop) return;
-    stop = true;
-    progress.done();
-    console.error(
-      "interrupt: finishing the current step, then writing a checkpoint (Ctrl-C again is ignored)",
-    );
-  };
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  stopper.install({
+    onStop: (sig) => {
+      progress.done();
+      console.error(
+        sig === "SIGTERM"
+          ? `SIGTERM: finishing the current step, then writing a checkpoint and exiting (${EXIT_CODE.SIGTERM})`
+          : "interrupt: finishing the current step, then writing a checkpoint (Ctrl-C again exits at once)",
+      );
+    },
+    onForce: () => {
+      progress.done();
+      const c = latestCheckpointSync(paths.modelDir);
+      console.error(
+        c
+          ? `second interrupt: exiting now; --resume continues from ${c.dir} (step ${c.step})`
+          : "second interrupt: exiting now; there is no complete checkpoint yet, so --resume starts from step 0",
+      );
+    },
+  });
 
   const saveAdapterTo = async (dir: string) => {
     const data = await readF32(gpu, opt.param, 0, lora.layout.total);
@@ -370,12 +377,11 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       evaluate,
       save,
       log,
-      interrupted: () => stop,
+      interrupted: () => stopper.stopping,
     });
   } finally {
     progress.done();
     csv.close();
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
 
   // ---- outputs ----
@@ -458,6 +464,10 @@ export async function runTraining(o: TrainOptions): Promise<number> {
       `  GPU buffers  peak ${formatMemory(poolStats.peakBytes)}`,
     ].join("\n"),
   );
+  if (result.reason === "interrupted" && stopper.signal === "SIGTERM") {
+    console.error(`stopped by SIGTERM at step ${st.global_step}; --resume continues`);
+    return EXIT_CODE.SIGTERM;
+  }
   if (result.reason === "interrupted") {
     throw new InterruptedError(`interrupted at step ${st.global_step}; --resume continues`);
   }

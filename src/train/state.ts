@@ -34,6 +34,12 @@ export const TrainerStateSchema = z.object({
   train_seconds: z.number().default(0),
   eval_seconds: z.number().default(0),
   save_seconds: z.number().default(0),
+  /**
+   * A stop request (SIGTERM/Ctrl-C) arrived when global_step's eval was due: the checkpoint was written before
+   * that eval (a preemption notice gives seconds, an eval with generation takes minutes), and a resumed run
+   * evaluates first (src/train/loop.ts).
+   */
+  eval_pending: z.boolean().default(false),
 });
 export type TrainerState = z.infer<typeof TrainerStateSchema>;
 
