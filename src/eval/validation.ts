@@ -4,7 +4,7 @@
  * resampled by CONTEXT (replies of one context are not independent: they share the user turn).
  */
 import { z } from "zod";
-import { seededRandom } from "../data/split.ts";
+import { seededRandom } from "../util/random.ts";
 
 export const LABELS = ["good", "lecture", "pseudo", "degenerate"] as const;
 export type Label = (typeof LABELS)[number];
