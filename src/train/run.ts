@@ -43,7 +43,7 @@ import { planSteps } from "./schedule.ts";
 import type { RngState, TrainerState } from "./state.ts";
 import { allocOptimizer } from "./optimizer.ts";
 import { GpuTrainEngine } from "./step_engine.ts";
-import { DEFAULT_GENERATION, evalContextsFrom, evaluateStep } from "../eval/in_training.ts";
+import { checkBestMetric, evalContextsFrom, evaluateStep, socraticColumns } from "../eval/in_training.ts";
 import { versions } from "../util/versions.ts";
 
 export interface TrainOptions {
@@ -92,6 +92,7 @@ async function train(o: TrainOptions, stopper: StopSignals): Promise<number> {
   const say = (s: string) => o.jsonLogs ? console.error(s) : console.log(s);
 
   // ---- validation before any download or GPU work ----
+  checkBestMetric(t.metric_for_best_model, t.eval_generate_samples);
   const dialogues = await loadDialogues(cfg.data);
   const evalDialogues: Dialogue[] | null = cfg.eval_data ? await loadDialogues(cfg.eval_data) : null;
   const fingerprints = {
@@ -271,11 +272,14 @@ async function train(o: TrainOptions, stopper: StopSignals): Promise<number> {
       evaluateStep(engine, tok, evalBatches, evalContexts, {
         step,
         logsDir: paths.logsDir,
-        // The prompt may be as long as a training example; the budget also holds the generated tokens.
+        // The prompt may be as long as a training example; the budget also holds the generated tokens (up to
+        // the cap; a derived max_new_tokens below it leaves that much more room to the prompt).
         generation: {
           contexts: t.eval_generate_samples,
+          consistencySamples: t.eval_consistency_samples,
+          maxNewTokensCap: t.eval_max_new_tokens,
           seed: t.seed,
-          maxPromptTokens: maxLen + DEFAULT_GENERATION.maxNewTokens,
+          maxPromptTokens: maxLen + t.eval_max_new_tokens,
         },
       })
     : undefined;
@@ -424,12 +428,16 @@ async function train(o: TrainOptions, stopper: StopSignals): Promise<number> {
       grad_norm: lastTrain?.grad_norm ?? null,
       eval_loss: lastEval?.eval_loss ?? null,
       eval_perplexity: lastEval?.eval_perplexity ?? null,
+      // The Socratic figures of the last eval (docs/socratic_metrics.md), null without generation.
+      socratic: socraticColumns(lastEval),
     },
     best: {
       metric: t.metric_for_best_model,
       value: st.best_metric,
       step: bestEntry?.step ?? null,
       checkpoint: st.best_model_checkpoint ? join(paths.modelDir, st.best_model_checkpoint) : null,
+      eval_loss: bestEntry?.eval_loss ?? null,
+      socratic: socraticColumns(bestEntry),
     },
     peak_gpu_buffer_bytes: poolStats.peakBytes,
     gpu_buffer_bytes_by_kind: poolStats.byKind,
