@@ -4,6 +4,7 @@
  * a forward of one token per row and the 4-byte argmax readback (as generation for the eval metrics runs).
  * The decoder is loaded dynamically so the benchmark still runs, with a note, where it is missing or broken.
  */
+import { idle } from "../gpu/readback.ts";
 import type { Gemma2Engine } from "../model/engine.ts";
 
 export interface DecodeResult {
@@ -44,7 +45,7 @@ export async function benchDecode(
       dec.step([next]);
       next = (await dec.argmax())[0];
     }
-    await gpu.device.queue.onSubmittedWorkDone();
+    await idle(gpu);
     const ms = (performance.now() - t0) / n;
     return {
       available: true,

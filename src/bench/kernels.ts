@@ -21,6 +21,7 @@
  * family on the same shape (kernels/matmul_regblock.wgsl in f32 and with an f16 weight,
  * kernels/nf4_matmul_regblock.wgsl).
  */
+import { idle } from "../gpu/readback.ts";
 import fillSource from "../../kernels/fill_random.wgsl" with { type: "text" };
 import naiveSource from "../../kernels/bench_matmul_naive.wgsl" with { type: "text" };
 import dequantSource from "../../kernels/bench_nf4_dequant.wgsl" with { type: "text" };
@@ -154,7 +155,7 @@ class Filler {
   }
   async done(): Promise<void> {
     this.rec.submit();
-    await this.gpu.device.queue.onSubmittedWorkDone();
+    await idle(this.gpu);
     this.rec = new Recorder(this.gpu, { label: "bench-fill" });
   }
 }
@@ -219,7 +220,9 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
       big,
     ],
   ];
-  for (const t of ["f32", "f16"] as Elem[]) {
+  // f16 operands only where the device has shader-f16 (not on GL adapters, nor with MAIEUTIC_F16=0).
+  const elems: Elem[] = gpu.f16 ? ["f32", "f16"] : ["f32"];
+  for (const t of elems) {
     for (const [tag, shape, s, C] of layouts) {
       const A = t === "f32" ? x32 : x16;
       const B = tag === "TN" ? A : t === "f32" ? w32 : w16;
@@ -316,25 +319,27 @@ export async function kernelCases(gpu: Gpu, o: KernelBenchOptions): Promise<Kern
     subgroups: true,
     record: (rec) => linearForward(rec, { x: x32, weight: wq, y }, { ...p1, kernels: "tiled" }),
   });
-  cases.push({
-    name: "matvec NT f16 1 row (tiled family)",
-    family: "matmul",
-    shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B, matvec.wgsl`,
-    flop: 2 * QD * H,
-    bytes: H * 2 + QD * H * 2 + QD * 4,
-    subgroups: true,
-    record: (rec) =>
-      matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16", kernels: "tiled" }),
-  });
-  cases.push({
-    name: "matmul NT f16 1 row",
-    family: "matmul",
-    shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B (decode: the head's product per vocab chunk)`,
-    flop: 2 * QD * H,
-    bytes: H * 2 + QD * H * 2 + QD * 4,
-    subgroups: true,
-    record: (rec) => matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16" }),
-  });
+  if (gpu.f16) {
+    cases.push({
+      name: "matvec NT f16 1 row (tiled family)",
+      family: "matmul",
+      shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B, matvec.wgsl`,
+      flop: 2 * QD * H,
+      bytes: H * 2 + QD * H * 2 + QD * 4,
+      subgroups: true,
+      record: (rec) =>
+        matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16", kernels: "tiled" }),
+    });
+    cases.push({
+      name: "matmul NT f16 1 row",
+      family: "matmul",
+      shape: `C[1,${QD}] = A[1,${H}]·B[${QD},${H}]ᵀ, f16 B (decode: the head's product per vocab chunk)`,
+      flop: 2 * QD * H,
+      bytes: H * 2 + QD * H * 2 + QD * 4,
+      subgroups: true,
+      record: (rec) => matmul(rec, x16, w16, y, { M: 1, N: QD, K: H, aType: "f16", bType: "f16" }),
+    });
+  }
   cases.push({
     name: "lora fwd q_proj",
     family: "lora",
@@ -721,21 +726,25 @@ export async function benchLadder(
         fn: (rec: Recorder) => recordRegblockMatmul(rec, x, w32, y, { M, N, K }),
       }]
       : []),
-    {
-      name: "tiled, f16 weight",
-      kernel: "matmul.wgsl (B f16)",
-      extra: 0,
-      fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "tiled" }),
-    },
-    {
-      name: "dequantize NF4 to f16, then tiled",
-      kernel: "bench_nf4_dequant.wgsl + matmul.wgsl",
-      extra: N * K * 2,
-      fn: (rec) => {
-        recordNf4Dequant(rec, wq, deq);
-        matmul(rec, x, deq, y, { M, N, K, bType: "f16", kernels: "tiled" });
+    ...(!gpu.f16 ? [] : [
+      <Rung> {
+        name: "tiled, f16 weight",
+        kernel: "matmul.wgsl (B f16)",
+        extra: 0,
+        fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "tiled" }),
       },
-    },
+    ]),
+    ...(!gpu.f16 ? [] : [
+      <Rung> {
+        name: "dequantize NF4 to f16, then tiled",
+        kernel: "bench_nf4_dequant.wgsl + matmul.wgsl",
+        extra: N * K * 2,
+        fn: (rec) => {
+          recordNf4Dequant(rec, wq, deq);
+          matmul(rec, x, deq, y, { M, N, K, bType: "f16", kernels: "tiled" });
+        },
+      },
+    ]),
     {
       name: "fused NF4 (dequantized in the tile)",
       kernel: "nf4_matmul.wgsl",
@@ -758,12 +767,14 @@ export async function benchLadder(
       extra: 0,
       fn: (rec) => matmul(rec, x, w32, y, { M, N, K, kernels: "regblock" }),
     },
-    {
-      name: "register-blocked, f16 weight",
-      kernel: "matmul_regblock.wgsl (B f16)",
-      extra: 0,
-      fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "regblock" }),
-    },
+    ...(!gpu.f16 ? [] : [
+      <Rung> {
+        name: "register-blocked, f16 weight",
+        kernel: "matmul_regblock.wgsl (B f16)",
+        extra: 0,
+        fn: (rec) => matmul(rec, x, w16, y, { M, N, K, bType: "f16", kernels: "regblock" }),
+      },
+    ]),
     {
       name: "fused NF4, register-blocked",
       kernel: "nf4_matmul_regblock.wgsl",

@@ -11,6 +11,7 @@
  * The real-width preset (gemma-2-2b-random) may be cut to fewer layers and a vocab slice so a step fits a
  * software adapter; `fullModelEstimate` extrapolates to all 26 layers and the 256000 vocab at the same rate.
  */
+import { idle } from "../gpu/readback.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { checkKernels, type Kernel } from "../gpu/kernel.ts";
@@ -222,7 +223,7 @@ export async function loadBenchModel(
       o.dtype,
       cut(src.tensors(), config.num_hidden_layers, config.vocab_size, config.hidden_size),
     );
-  await gpu.device.queue.onSubmittedWorkDone();
+  await idle(gpu);
   await checkKernels(gpu);
   return {
     config,

@@ -14,6 +14,7 @@
  *     the repetitions.
  * The training step (src/bench/step.ts) is always timed by the wall clock: tokens/s is what a user waits for.
  */
+import { idle } from "../gpu/readback.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { checkKernels } from "../gpu/kernel.ts";
 import { type KernelTiming, Recorder } from "../gpu/recorder.ts";
@@ -116,7 +117,7 @@ export class GpuTimer {
     for (let i = 0; i < reps; i++) fn(rec);
     const t0 = performance.now();
     rec.submit();
-    await this.gpu.device.queue.onSubmittedWorkDone();
+    await idle(this.gpu);
     const wall = performance.now() - t0;
     if (!profile) return { wall };
     const spans = await rec.timings();

@@ -30,7 +30,14 @@ export async function run(args: string[]): Promise<number> {
     RELIED_LIMITS.map((k) => [k, (gpu.limits as unknown as Record<string, number>)[k]]),
   );
   const info = {
-    adapter: { ...gpu.info, software: gpu.isSoftware },
+    adapter: {
+      ...gpu.info,
+      software: gpu.isSoftware,
+      backend: gpu.backend,
+      backend_chosen_by: gpu.backendChoice.how,
+      backend_probes: gpu.backendChoice.probes,
+      calibration_gflops: gpu.calibration ? Number(gpu.calibration.gflops.toFixed(3)) : null,
+    },
     features,
     limits,
     compute: {
@@ -63,6 +70,19 @@ export async function run(args: string[]): Promise<number> {
       gpu.info.architecture ? `, ${gpu.info.architecture}` : ""
     })${gpu.isSoftware ? "  [software adapter: correct but slow]" : ""}`,
   );
+  const probes = gpu.backendChoice.probes.map((p) => `${p.backend}: ${p.adapter ?? "none"}`).join("; ");
+  console.log(
+    `backend   ${gpu.backend ?? "default"} (${
+      gpu.backendChoice.how === "auto"
+        ? "auto: Vulkan, Metal, DX12 before GL"
+        : `set by ${gpu.backendChoice.how}`
+    }${probes ? `; probed ${probes}` : ""}; MAIEUTIC_BACKEND=vulkan|metal|dx12|gl forces one)`,
+  );
+  if (gpu.calibration) {
+    console.log(
+      `calibration ${gpu.calibration.gflops.toFixed(2)} GFLOP/s (kernels/calibrate.wgsl, wall clock)`,
+    );
+  }
   console.log(`features  ${Object.entries(features).map(([k, v]) => `${k}:${v ? "yes" : "no"}`).join("  ")}`);
   console.log("limits");
   for (const [k, v] of Object.entries(limits)) {

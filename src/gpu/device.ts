@@ -4,6 +4,16 @@
  */
 
 import { UsageError } from "../util/errors.ts";
+import { type Backend, type BackendChoice, chooseBackend } from "./backend.ts";
+import {
+  allowSlowFromEnv,
+  calibrate,
+  MIN_CALIBRATION_GFLOPS as MIN_GFLOPS,
+  refusalReason,
+  SLOW_ADAPTER_FIX,
+  SlowAdapterError,
+} from "./calibrate.ts";
+import { type GpuActivity, gpuWait } from "./watchdog.ts";
 
 export const INSTALL_HINT =
   "No WebGPU adapter found. Without a GPU on Debian/Ubuntu install the software Vulkan driver (lavapipe): " +
@@ -37,6 +47,13 @@ export const RELIED_LIMITS = [
 export interface Gpu {
   readonly device: GPUDevice;
   readonly info: { vendor: string; architecture: string; device: string; description: string };
+  /** The wgpu backend the device runs on and how it was chosen (src/gpu/backend.ts). */
+  readonly backend: Backend | null;
+  readonly backendChoice: BackendChoice;
+  /** GFLOP/s of the calibration dispatch (src/gpu/calibrate.ts); null when MAIEUTIC_ALLOW_SLOW_ADAPTER skipped it. */
+  calibration: { gflops: number; ms: number } | null;
+  /** The last submitted command buffer, for the watchdog's message (Recorder.submit updates it). */
+  readonly activity: GpuActivity;
   /** lavapipe / SwiftShader / WARP: a CPU implementation. */
   readonly isSoftware: boolean;
   readonly f16: boolean;
@@ -50,6 +67,21 @@ export interface Gpu {
 }
 
 let handle: Promise<Gpu> | undefined;
+
+/** MAIEUTIC_F16: "0" (never use shader-f16: the f32 kernels, as on GL adapters), "1" (require it), or undefined. */
+export function f16FromEnv(): "0" | "1" | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("MAIEUTIC_F16");
+  } catch {
+    return undefined;
+  }
+  if (v === undefined || v === "") return undefined;
+  if (v === "0" || v === "1") return v;
+  throw new UsageError(
+    `MAIEUTIC_F16=${v} is not valid: set it to 0 (f32 kernels only), 1 (require shader-f16), or unset it`,
+  );
+}
 
 /** MAIEUTIC_SUBGROUPS: "0" (never use subgroups), "1" (require them), or undefined (use them when present). */
 export function subgroupsFromEnv(): "0" | "1" | undefined {
@@ -97,22 +129,61 @@ function subgroupSizes(info: GPUAdapterInfo): { min: number; max: number } | nul
     : null;
 }
 
-/** Opens (once) the high-performance adapter, falling back to any adapter, software included. */
+/**
+ * Opens (once) the high-performance adapter of the preferred backend (Vulkan, Metal, DX12, then GL), refuses
+ * a pathological one with the fix (src/gpu/calibrate.ts), and returns the handle.
+ */
 export function getGpu(): Promise<Gpu> {
-  handle ??= openGpu().catch((e) => {
+  handle ??= openGpu().then(assess).catch((e) => {
     handle = undefined;
     throw e;
   });
   return handle;
 }
 
+/** Refuses a software GL adapter, or one whose calibration dispatch crawls, unless the user allows it. */
+async function assess(gpu: Gpu): Promise<Gpu> {
+  if (allowSlowFromEnv()) return gpu;
+  const why = refusalReason({
+    backend: gpu.backend,
+    isSoftware: gpu.isSoftware,
+    description: gpu.info.description,
+  });
+  if (why) {
+    gpu.device.destroy();
+    throw new SlowAdapterError(`${why} ${SLOW_ADAPTER_FIX}`);
+  }
+  gpu.calibration = await calibrate(gpu);
+  if (gpu.calibration.gflops < MIN_GFLOPS) {
+    const adapter = gpu.info.description || gpu.info.vendor;
+    gpu.device.destroy();
+    throw new SlowAdapterError(
+      `The WebGPU adapter ${adapter} (${gpu.backend ?? "unknown backend"}) ran the calibration dispatch at ` +
+        `${gpu.calibration.gflops.toFixed(3)} GFLOP/s, far below any usable adapter (>= ${MIN_GFLOPS}). ` +
+        SLOW_ADAPTER_FIX,
+    );
+  }
+  return gpu;
+}
+
 async function openGpu(): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) throw new NoGpuError("navigator.gpu is missing");
+  const choice = await chooseBackend();
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }) ??
     await navigator.gpu.requestAdapter();
-  if (!adapter) throw new NoGpuError("requestAdapter returned null");
+  if (!adapter) {
+    const tried = choice.probes.length ? choice.probes.map((p) => p.backend).join(", ") : choice.backend;
+    throw new NoGpuError(`requestAdapter returned null; backends tried: ${tried ?? "default"}`);
+  }
+  const f16 = f16FromEnv();
+  if (f16 === "1" && !adapter.features.has("shader-f16")) {
+    throw new UsageError(
+      `MAIEUTIC_F16=1 but the adapter ${adapter.info.description || adapter.info.vendor} lacks shader-f16: ` +
+        "unset it to use the f32 kernels",
+    );
+  }
   const requiredFeatures = WANTED_FEATURES.filter((f) =>
-    f !== "subgroups" && adapter.features.has(f)
+    f !== "subgroups" && adapter.features.has(f) && !(f === "shader-f16" && f16 === "0")
   ) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const key in adapter.limits) {
@@ -132,6 +203,14 @@ async function openGpu(): Promise<Gpu> {
   return {
     device,
     info: { vendor: ai.vendor, architecture: ai.architecture, device: ai.device, description },
+    backend: choice.backend,
+    backendChoice: choice,
+    calibration: null,
+    activity: {
+      adapter: `${description || ai.vendor} (${choice.backend ?? "default backend"})`,
+      label: "",
+      kernels: [],
+    },
     isSoftware,
     f16: device.features.has("shader-f16"),
     subgroups: device.features.has("subgroups" as GPUFeatureName),
@@ -140,4 +219,9 @@ async function openGpu(): Promise<Gpu> {
     limits: device.limits,
     errors,
   };
+}
+
+/** Awaits GPU work under the watchdog (src/gpu/watchdog.ts), naming this device's last kernels if it fires. */
+export function waitGpu<T>(gpu: Gpu, p: Promise<T>, what: string): Promise<T> {
+  return gpuWait(p, what, gpu.activity);
 }

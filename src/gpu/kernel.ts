@@ -19,7 +19,7 @@
  * can also be one text for every device (`nf4_regs`: the register-blocked kernels' NF4 dequantization;
  * `attention_scores`, `attention_kv_tile`, `attention_query_rows`: what the tiled attention kernels share).
  */
-import { type Gpu, subgroupsFromEnv } from "./device.ts";
+import { type Gpu, subgroupsFromEnv, waitGpu } from "./device.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
 import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
 import row8SubgroupSource from "../../kernels/lib/row8_subgroup.wgsl" with { type: "text" };
@@ -184,7 +184,8 @@ export function expandSource(
   for (const [k, v] of Object.entries(spec.types ?? {})) {
     code = code.replace(new RegExp(`\\b${k}\\b`, "g"), v);
   }
-  if (/\bf16\b/.test(code) && !/^\s*enable\s+f16\s*;/m.test(code)) {
+  // Comments mention f16 freely (the f32 variants explain the rounding they skip): only code counts.
+  if (/\bf16\b/.test(code.replace(/\/\/[^\n]*/g, "")) && !/^\s*enable\s+f16\s*;/m.test(code)) {
     if (!f16Available) throw new WgslError(`kernels/${spec.file} uses f16 but the adapter lacks shader-f16`);
     return { code: "enable f16;\n" + code, prologueLines: 1, libraries };
   }
@@ -249,7 +250,9 @@ export async function checkKernels(gpu: Gpu): Promise<void> {
   const s = state(gpu);
   const pending = s.pending;
   s.pending = [];
-  const errs = (await Promise.all(pending)).filter((e): e is WgslError => e !== null);
+  // Shader compilation happens here on some drivers: the watchdog names the kernels if it never ends.
+  const done = await waitGpu(gpu, Promise.all(pending), "compiling kernels");
+  const errs = done.filter((e): e is WgslError => e !== null);
   if (errs.length) throw errs[0];
   if (gpu.errors.length) {
     const all = gpu.errors.splice(0);

@@ -2,7 +2,7 @@
  * Readbacks. Each awaited readback costs >= 11 ms on lavapipe: call these for logged scalars and tests,
  * never per kernel in a hot loop.
  */
-import type { Gpu } from "./device.ts";
+import { type Gpu, waitGpu } from "./device.ts";
 import { checkKernels } from "./kernel.ts";
 
 export async function readBuffer(
@@ -21,7 +21,7 @@ export async function readBuffer(
   const enc = gpu.device.createCommandEncoder();
   enc.copyBufferToBuffer(src, offset, staging, 0, aligned);
   gpu.device.queue.submit([enc.finish()]);
-  await staging.mapAsync(GPUMapMode.READ);
+  await waitGpu(gpu, staging.mapAsync(GPUMapMode.READ), "a readback");
   const out = staging.getMappedRange().slice(0, size);
   staging.unmap();
   staging.destroy();
@@ -50,5 +50,5 @@ export async function readU32(
 
 /** Waits for all submitted work (for wall-clock timing when timestamp queries are absent). */
 export function idle(gpu: Gpu): Promise<undefined> {
-  return gpu.device.queue.onSubmittedWorkDone();
+  return waitGpu(gpu, gpu.device.queue.onSubmittedWorkDone(), "the submitted work");
 }

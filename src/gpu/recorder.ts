@@ -41,6 +41,9 @@ export class Recorder {
   private passProfiled = false;
   private resolveBuffer: GPUBuffer | undefined;
   private submitted = false;
+  private readonly label: string;
+  /** Distinct kernels dispatched (the first few), for the watchdog's message. */
+  private readonly kernelNames: string[] = [];
   dispatchCount = 0;
 
   /**
@@ -49,6 +52,7 @@ export class Recorder {
    */
   constructor(readonly gpu: Gpu, opts: { label?: string; profile?: boolean; maxProfiled?: number } = {}) {
     this.encoder = gpu.device.createCommandEncoder({ label: opts.label });
+    this.label = opts.label ?? "";
     this.profile = Boolean(opts.profile && gpu.timestamps);
     this.maxProfiled = opts.maxProfiled ?? PROFILED_PER_SET;
   }
@@ -150,6 +154,9 @@ export class Recorder {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+    if (this.kernelNames.length < 12 && !this.kernelNames.includes(kernel.name)) {
+      this.kernelNames.push(kernel.name);
+    }
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
@@ -183,6 +190,8 @@ export class Recorder {
     for (const c of this.chunks) queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
     queue.submit([this.encoder.finish()]);
     this.submitted = true;
+    this.gpu.activity.label = this.label;
+    this.gpu.activity.kernels = this.kernelNames;
     const pool = freeChunks.get(this.gpu.device) ?? [];
     for (const c of this.chunks) pool.push(c.buffer);
     freeChunks.set(this.gpu.device, pool);

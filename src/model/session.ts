@@ -22,9 +22,26 @@ export interface ModelInfo {
   quantized: boolean;
 }
 
-/** f16 operands when the config asks for float16 and the adapter has shader-f16, else f32. */
+const warnedNoF16 = new WeakSet<Gpu>();
+
+/**
+ * f16 operands when the config asks for float16 and the adapter has shader-f16, else f32. Asking for float16
+ * without shader-f16 (GL and some older or mobile adapters, or MAIEUTIC_F16=0) computes in float32 and says
+ * so once per device: the numbers are then closer to transformers' float32 run, never wrong.
+ */
 export function computeType(cfg: Config, gpu: Gpu): "f16" | "f32" {
-  return cfg.quantization.bnb_4bit_compute_dtype === "float16" && gpu.f16 ? "f16" : "f32";
+  const wanted = cfg.quantization.bnb_4bit_compute_dtype === "float16";
+  if (wanted && !gpu.f16 && !warnedNoF16.has(gpu)) {
+    warnedNoF16.add(gpu);
+    console.error(
+      `warning: quantization.bnb_4bit_compute_dtype is float16 but ${
+        gpu.info.description || "the adapter"
+      } has no shader-f16${
+        Deno.env.get("MAIEUTIC_F16") === "0" ? " in use (MAIEUTIC_F16=0)" : ""
+      }: computing in float32 (set it to float32 to silence this)`,
+    );
+  }
+  return wanted && gpu.f16 ? "f16" : "f32";
 }
 
 /** Opens the model source (no tensors read yet) so its config and tokenizer can be used first. */

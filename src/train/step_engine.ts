@@ -8,6 +8,7 @@
 import type { Gemma2Engine } from "../model/engine.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { checkKernels } from "../gpu/kernel.ts";
+import { waitGpu } from "../gpu/device.ts";
 import type { TrainBatch, TrainEngine } from "./loop.ts";
 import {
   type AdamWHyper,
@@ -82,7 +83,7 @@ export class GpuTrainEngine implements TrainEngine {
     this.reading = true;
     try {
       await checkKernels(this.engine.gpu!);
-      await this.scalars.mapAsync(GPUMapMode.READ);
+      await waitGpu(this.engine.gpu!, this.scalars.mapAsync(GPUMapMode.READ), "a training step");
       const v = new Float32Array(this.scalars.getMappedRange(0, 16).slice(0));
       this.scalars.unmap();
       return { lossSum: v[0], gradNorm: v[2] };

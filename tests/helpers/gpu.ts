@@ -14,6 +14,31 @@ export async function testGpu(): Promise<Gpu> {
   }
 }
 
+/**
+ * Operand types to test on this device: f32, and f16 where the device has shader-f16. MAIEUTIC_F16=0 (and a
+ * GL adapter) run the f32 kernels only; `f16Only` asserts there that the f16 path is refused clearly.
+ */
+export function computeTypes(gpu: Gpu): ("f32" | "f16")[] {
+  return gpu.f16 ? ["f32", "f16"] : ["f32"];
+}
+
+/**
+ * The body of an f16 test. With shader-f16 it runs; without (MAIEUTIC_F16=0, GL adapters) the same body must
+ * fail with the refusal that names shader-f16, never compute garbage or hang, so the test still asserts.
+ */
+export async function f16Only(gpu: Gpu, body: () => Promise<void> | void): Promise<void> {
+  if (gpu.f16) return await body();
+  let error: unknown = null;
+  try {
+    await body();
+  } catch (e) {
+    error = e;
+  }
+  if (!(error instanceof Error) || !/shader-f16/.test(error.message)) {
+    throw new Error(`without shader-f16 the f16 path must be refused naming it; got ${error}`);
+  }
+}
+
 /** The two variants of `// #include reduce` kernels (kernels/lib/reduce_*.wgsl). */
 export const REDUCTIONS = ["subgroup", "workgroup"] as const;
 export type ReductionsVariant = (typeof REDUCTIONS)[number];

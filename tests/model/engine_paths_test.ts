@@ -12,7 +12,7 @@ import { quantizeNf4 } from "../../src/quant/nf4.ts";
 import type { HostTensor } from "../../src/quant/store.ts";
 import { initLoraParams, type LoraParams } from "../../src/lora/params.ts";
 import { loadRefModel, nf4RefModel, referenceForward } from "../../src/model/reference.ts";
-import { assertClose, testGpu } from "../helpers/gpu.ts";
+import { assertClose, f16Only, testGpu } from "../helpers/gpu.ts";
 import {
   f64,
   GOLDEN,
@@ -98,19 +98,20 @@ Deno.test("NF4 base: the loss equals the float64 reference on the NF4-dequantize
 
 Deno.test("f16 operands: logits within 2e-2 and loss within 2e-3 relative of transformers", async () => {
   const gpu = await testGpu();
-  if (!gpu.f16) throw new Error("adapter lacks shader-f16: the f16 path cannot be tested");
-  const config = await goldenConfig();
-  const { g, ids, labels, mask } = await goldenBatch();
-  const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", await goldenModelTensors());
-  const e = engineFor(gpu, weights, await goldenLora(config), "f16");
-  e.setBatch(ids, labels, mask, { B, T });
-  const logits = gpu.device.createBuffer({
-    size: B * T * config.vocab_size * 4,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  await f16Only(gpu, async () => {
+    const config = await goldenConfig();
+    const { g, ids, labels, mask } = await goldenBatch();
+    const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", await goldenModelTensors());
+    const e = engineFor(gpu, weights, await goldenLora(config), "f16");
+    e.setBatch(ids, labels, mask, { B, T });
+    const logits = gpu.device.createBuffer({
+      size: B * T * config.vocab_size * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    });
+    const loss = await lossOf(gpu, e, logits);
+    assertClose(await readF32(gpu, logits), f64(g, "logits"), { abs: 2e-2 }, "f16 logits");
+    assertClose([loss], f64(g, "loss"), { rel: 2e-3 }, "f16 loss");
   });
-  const loss = await lossOf(gpu, e, logits);
-  assertClose(await readF32(gpu, logits), f64(g, "logits"), { abs: 2e-2 }, "f16 logits");
-  assertClose([loss], f64(g, "loss"), { rel: 2e-3 }, "f16 loss");
 });
 
 Deno.test("the sharded bf16 checkpoint loads through the model loader and gives transformers' base logits", async () => {
@@ -137,31 +138,35 @@ Deno.test("the sharded bf16 checkpoint loads through the model loader and gives 
 
 Deno.test("f16 path at realistic Gemma-2 magnitudes (residual stream in the thousands): no Inf/NaN", async () => {
   const gpu = await testGpu();
-  const config = await goldenConfig();
-  const { ids, labels, mask } = await goldenBatch();
-  // Embedding rows ×400: with √64 = 8 the residual stream starts around ±3000, as real Gemma-2 layers see.
-  const tensors = (await goldenModelTensors()).map(([n, t]): [string, HostTensor] =>
-    n === "model.embed_tokens.weight" && t.kind === "dense"
-      ? [n, { ...t, data: t.data.map((x) => x * 400) }]
-      : [n, t]
-  );
-  const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", nf4Tensors(tensors));
-  const e = engineFor(gpu, weights, await goldenLora(config), "f16", true);
-  e.setBatch(ids, labels, mask, { B, T });
-  const rec = new Recorder(gpu);
-  e.recordZeroGrad(rec);
-  e.recordForward(rec, { B, T }, { dropoutStep: null, accumulateLoss: true });
-  rec.submit();
-  const x1 = await readF32(gpu, e.xs[1]);
-  const maxAbs = x1.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-  if (!(maxAbs > 1000)) throw new Error(`residual stream only reaches ${maxAbs}`);
-  const rec2 = new Recorder(gpu);
-  e.recordBackward(rec2, { B, T }, 1 / 30, null);
-  rec2.submit();
-  const loss = await readF32(gpu, e.loss, 0, 2);
-  const grads = await readF32(gpu, e.lora!.grad!);
-  if (!Number.isFinite(loss[0]) || !grads.every(Number.isFinite)) throw new Error("Inf/NaN in the f16 path");
-  if (!grads.some((v) => v !== 0)) throw new Error("all-zero gradients");
+  await f16Only(gpu, async () => {
+    const config = await goldenConfig();
+    const { ids, labels, mask } = await goldenBatch();
+    // Embedding rows ×400: with √64 = 8 the residual stream starts around ±3000, as real Gemma-2 layers see.
+    const tensors = (await goldenModelTensors()).map(([n, t]): [string, HostTensor] =>
+      n === "model.embed_tokens.weight" && t.kind === "dense"
+        ? [n, { ...t, data: t.data.map((x) => x * 400) }]
+        : [n, t]
+    );
+    const weights = await buildWeights(gpu, new BufferPool(gpu), config, "f16", nf4Tensors(tensors));
+    const e = engineFor(gpu, weights, await goldenLora(config), "f16", true);
+    e.setBatch(ids, labels, mask, { B, T });
+    const rec = new Recorder(gpu);
+    e.recordZeroGrad(rec);
+    e.recordForward(rec, { B, T }, { dropoutStep: null, accumulateLoss: true });
+    rec.submit();
+    const x1 = await readF32(gpu, e.xs[1]);
+    const maxAbs = x1.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    if (!(maxAbs > 1000)) throw new Error(`residual stream only reaches ${maxAbs}`);
+    const rec2 = new Recorder(gpu);
+    e.recordBackward(rec2, { B, T }, 1 / 30, null);
+    rec2.submit();
+    const loss = await readF32(gpu, e.loss, 0, 2);
+    const grads = await readF32(gpu, e.lora!.grad!);
+    if (!Number.isFinite(loss[0]) || !grads.every(Number.isFinite)) {
+      throw new Error("Inf/NaN in the f16 path");
+    }
+    if (!grads.some((v) => v !== 0)) throw new Error("all-zero gradients");
+  });
 });
 
 Deno.test("finite differences agree with the LoRA gradient of every projection type", async () => {

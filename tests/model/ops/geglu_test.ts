@@ -4,7 +4,7 @@ import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readBuffer, readF32 } from "../../../src/gpu/readback.ts";
 import { fromF16Array } from "../../../src/util/half.ts";
-import { assertClose, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
+import { assertClose, f16Only, randomArray, rng, testGpu } from "../../helpers/gpu.ts";
 
 // [rows, cols]: ragged (1, primes, not multiples of the 256-wide workgroup), gemma-2-2b's 9216 and the tiny 128.
 const SHAPES: [number, number][] = [
@@ -131,36 +131,37 @@ Deno.test(`geglu backward (separate outputs, fused outputs, in place) vs float64
 
 Deno.test("geglu f16 outputs (h, dgate, dup) vs float64 reference, saturating instead of Inf", async () => {
   const gpu = await testGpu();
-  if (!gpu.f16) throw new Error("adapter lacks shader-f16; the f16 outputs cannot be tested");
-  const rand = rng(33);
-  const [rows, cols] = [37, 300];
-  const n = rows * cols;
-  const gate = gates(n, rand);
-  const up = randomArray(n, rand, 2);
-  const dh = randomArray(n, rand, 0.5);
-  // A few products beyond half range: they must come out as ±65504.
-  gate[5] = 3e3;
-  up[5] = 100;
-  gate[6] = 3e3;
-  up[6] = -100;
-  const [gb, ub] = [upload(gpu, "gate", gate), upload(gpu, "up", up)];
-  const h = createBuffer(gpu, "h16", n * 2);
-  const dg = createBuffer(gpu, "dgate16", n * 2);
-  const du = createBuffer(gpu, "dup16", n * 2);
-  const rec = new Recorder(gpu);
-  geglu(rec, gb, ub, h, { rows, cols, hType: "f16" });
-  gegluBackward(rec, upload(gpu, "dh", dh), gb, ub, dg, du, { rows, cols, dType: "f16" });
-  rec.submit();
-  const read16 = async (b: GPUBuffer) => fromF16Array(new Uint16Array(await readBuffer(gpu, b, 0, n * 2)));
-  const sat = (a: Float64Array) => a.map((v) => Math.max(-65504, Math.min(65504, v)));
-  const want = gegluBwd(dh, gate, up, n);
-  const gotH = await read16(h);
-  if (gotH[5] !== 65504 || gotH[6] !== -65504) throw new Error(`saturation: got ${gotH[5]}, ${gotH[6]}`);
-  // Half rounding (2^-11 relative) against the tensor's max, the saturated entries excluded.
-  const mask = (a: ArrayLike<number>) => Array.from(a, (v, i) => (i === 5 || i === 6 ? 0 : v));
-  assertClose(mask(gotH), mask(sat(gegluFwd(gate, up, n))), { rel: 5e-4 }, "h f16");
-  assertClose(mask(await read16(dg)), mask(sat(want.dgate)), { rel: 5e-4 }, "dgate f16");
-  assertClose(mask(await read16(du)), mask(sat(want.dup)), { rel: 5e-4 }, "dup f16");
+  await f16Only(gpu, async () => {
+    const rand = rng(33);
+    const [rows, cols] = [37, 300];
+    const n = rows * cols;
+    const gate = gates(n, rand);
+    const up = randomArray(n, rand, 2);
+    const dh = randomArray(n, rand, 0.5);
+    // A few products beyond half range: they must come out as ±65504.
+    gate[5] = 3e3;
+    up[5] = 100;
+    gate[6] = 3e3;
+    up[6] = -100;
+    const [gb, ub] = [upload(gpu, "gate", gate), upload(gpu, "up", up)];
+    const h = createBuffer(gpu, "h16", n * 2);
+    const dg = createBuffer(gpu, "dgate16", n * 2);
+    const du = createBuffer(gpu, "dup16", n * 2);
+    const rec = new Recorder(gpu);
+    geglu(rec, gb, ub, h, { rows, cols, hType: "f16" });
+    gegluBackward(rec, upload(gpu, "dh", dh), gb, ub, dg, du, { rows, cols, dType: "f16" });
+    rec.submit();
+    const read16 = async (b: GPUBuffer) => fromF16Array(new Uint16Array(await readBuffer(gpu, b, 0, n * 2)));
+    const sat = (a: Float64Array) => a.map((v) => Math.max(-65504, Math.min(65504, v)));
+    const want = gegluBwd(dh, gate, up, n);
+    const gotH = await read16(h);
+    if (gotH[5] !== 65504 || gotH[6] !== -65504) throw new Error(`saturation: got ${gotH[5]}, ${gotH[6]}`);
+    // Half rounding (2^-11 relative) against the tensor's max, the saturated entries excluded.
+    const mask = (a: ArrayLike<number>) => Array.from(a, (v, i) => (i === 5 || i === 6 ? 0 : v));
+    assertClose(mask(gotH), mask(sat(gegluFwd(gate, up, n))), { rel: 5e-4 }, "h f16");
+    assertClose(mask(await read16(dg)), mask(sat(want.dgate)), { rel: 5e-4 }, "dgate f16");
+    assertClose(mask(await read16(du)), mask(sat(want.dup)), { rel: 5e-4 }, "dup f16");
+  });
 });
 
 Deno.test("geglu at extreme gate values stays finite and matches the reference per element", async () => {

@@ -30,7 +30,15 @@ import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readF32 } from "../../../src/gpu/readback.ts";
 import { f16BitsToF32, f32ToF16Bits, toF16Array } from "../../../src/util/half.ts";
 import { readSafetensorsFile } from "../../../src/safetensors/read_file.ts";
-import { assertClose, randomArray, rng, testGpu, testReductionsIf } from "../../helpers/gpu.ts";
+import {
+  assertClose,
+  computeTypes,
+  f16Only,
+  randomArray,
+  rng,
+  testGpu,
+  testReductionsIf,
+} from "../../helpers/gpu.ts";
 
 const GOLDEN = new URL("../../fixtures/golden/nf4.safetensors", import.meta.url).pathname;
 
@@ -68,10 +76,8 @@ function assertFinite(a: ArrayLike<number>, what: string): void {
   }
 }
 
-function computes(gpu: Gpu): ComputeType[] {
-  if (!gpu.f16) throw new Error("adapter lacks shader-f16; the f16 operand path cannot be tested");
-  return ["f32", "f16"];
-}
+/** f32 and f16 operands; f32 only without shader-f16 (the f16 refusal: the "f16 operands" tests below). */
+const computes = (gpu: Gpu): ComputeType[] => computeTypes(gpu);
 
 /** A random weight quantized to NF4 (bitsandbytes layout) and its exact dequantization. */
 function nf4Weight(gpu: Gpu, out: number, inF: number, rand: () => number, label: string) {
@@ -494,34 +500,35 @@ for (const kernels of KERNEL_VARIANTS) {
   for (const N of [9, 2]) {
     Deno.test(`[${kernels}] f16 operands at realistic activation sizes stay finite (clamped to the f16 range, docs/ARCHITECTURE.md#numerics), ${N} rows`, async () => {
       const gpu = await testGpu();
-      if (!gpu.f16) throw new Error("adapter lacks shader-f16");
-      const rand = rng(11);
-      const [inF, outF] = [2304, 96];
-      // Gemma-2 residual-stream and MLP activations reach 1e2..1e4; a few beyond the f16 range.
-      const x = randomArray(N * inF, rand, 300);
-      for (let i = 0; i < 20; i++) x[Math.floor(rand() * x.length)] = (rand() < 0.5 ? -1 : 1) * 1.5e5;
-      const dy = randomArray(N * outF, rand, 5e4);
-      dy[3] = 9e4;
-      const { weight, deq } = nf4Weight(gpu, outF, inF, rand, "w");
-      const rec = new Recorder(gpu);
-      const s: LinearShape = { tokens: N, inF, outF, compute: "f16", kernels };
-      const y = upload(gpu, "y", new Float32Array(N * outF));
-      const dx = upload(gpu, "dx", new Float32Array(N * inF));
-      linearForward(rec, { x: upload(gpu, "x", x), weight, y }, s);
-      linearBackward(rec, { dy: upload(gpu, "dy", dy), x: y, weight, dx }, s);
-      rec.submit();
-      const gy = await readF32(gpu, y, 0, N * outF);
-      const gdx = await readF32(gpu, dx, 0, N * inF);
-      assertFinite(gy, "y");
-      assertFinite(gdx, "dx");
-      const w = roundF16(deq);
-      assertClose(gy, matmulRef(roundF16(x), w, null, { M: N, N: outF, K: inF }), { rel: 1e-5 }, "y");
-      assertClose(
-        gdx,
-        matmulRef(roundF16(dy), w, null, { M: N, N: inF, K: outF, transB: true }),
-        { rel: 1e-5 },
-        "dx",
-      );
+      await f16Only(gpu, async () => {
+        const rand = rng(11);
+        const [inF, outF] = [2304, 96];
+        // Gemma-2 residual-stream and MLP activations reach 1e2..1e4; a few beyond the f16 range.
+        const x = randomArray(N * inF, rand, 300);
+        for (let i = 0; i < 20; i++) x[Math.floor(rand() * x.length)] = (rand() < 0.5 ? -1 : 1) * 1.5e5;
+        const dy = randomArray(N * outF, rand, 5e4);
+        dy[3] = 9e4;
+        const { weight, deq } = nf4Weight(gpu, outF, inF, rand, "w");
+        const rec = new Recorder(gpu);
+        const s: LinearShape = { tokens: N, inF, outF, compute: "f16", kernels };
+        const y = upload(gpu, "y", new Float32Array(N * outF));
+        const dx = upload(gpu, "dx", new Float32Array(N * inF));
+        linearForward(rec, { x: upload(gpu, "x", x), weight, y }, s);
+        linearBackward(rec, { dy: upload(gpu, "dy", dy), x: y, weight, dx }, s);
+        rec.submit();
+        const gy = await readF32(gpu, y, 0, N * outF);
+        const gdx = await readF32(gpu, dx, 0, N * inF);
+        assertFinite(gy, "y");
+        assertFinite(gdx, "dx");
+        const w = roundF16(deq);
+        assertClose(gy, matmulRef(roundF16(x), w, null, { M: N, N: outF, K: inF }), { rel: 1e-5 }, "y");
+        assertClose(
+          gdx,
+          matmulRef(roundF16(dy), w, null, { M: N, N: inF, K: outF, transB: true }),
+          { rel: 1e-5 },
+          "dx",
+        );
+      });
     });
   }
 

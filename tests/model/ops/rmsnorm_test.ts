@@ -9,7 +9,7 @@ import { createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
 import { readBuffer, readF32 } from "../../../src/gpu/readback.ts";
 import { fromF16Array } from "../../../src/util/half.ts";
-import { assertClose, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";
+import { assertClose, f16Only, randomArray, rng, testGpu, testReductions } from "../../helpers/gpu.ts";
 
 const EPS = 1e-6;
 
@@ -112,45 +112,46 @@ testReductions(
   "rmsnorm forward with an f16 output vs float64 reference, saturating instead of Inf",
   async () => {
     const gpu = await testGpu();
-    if (!gpu.f16) throw new Error("adapter lacks shader-f16; the f16 output cannot be tested");
-    const rand = rng(12);
-    const rec = new Recorder(gpu);
-    const checks: (() => Promise<void>)[] = [];
-    for (const [rows, dim] of SHAPES) {
-      const x = randomArray(rows * dim, rand, 1000);
-      const w = weights(dim, rand);
-      const yb = createBuffer(gpu, "y16", rows * dim * 2);
-      rmsnorm(rec, upload(gpu, "x", x), upload(gpu, "w", w), yb, createBuffer(gpu, "rstd", rows * 4), {
-        rows,
+    await f16Only(gpu, async () => {
+      const rand = rng(12);
+      const rec = new Recorder(gpu);
+      const checks: (() => Promise<void>)[] = [];
+      for (const [rows, dim] of SHAPES) {
+        const x = randomArray(rows * dim, rand, 1000);
+        const w = weights(dim, rand);
+        const yb = createBuffer(gpu, "y16", rows * dim * 2);
+        rmsnorm(rec, upload(gpu, "x", x), upload(gpu, "w", w), yb, createBuffer(gpu, "rstd", rows * 4), {
+          rows,
+          dim,
+          eps: EPS,
+          yType: "f16",
+        });
+        checks.push(async () => {
+          const got = fromF16Array(new Uint16Array(await readBuffer(gpu, yb, 0, rows * dim * 2)));
+          const want = rmsnormFwd(x, w, rows, dim, EPS).y;
+          // Half rounding: 2^-11 relative to each value, so ≤ 2^-11 of the tensor's max.
+          assertClose(got, want, { rel: 5e-4 }, `f16 y rows=${rows} dim=${dim}`);
+        });
+      }
+      // (1 + w) = 3e4 on a row of equal values: y = 3e4 · 1 fits, 3e5 would overflow half and must saturate.
+      const dim = 37;
+      const x = new Float32Array(dim).fill(2500);
+      const w = new Float32Array(dim).map((_, j) => (j % 2 ? 3e4 : 3e5) - 1);
+      const yb = createBuffer(gpu, "y16", dim * 2);
+      rmsnorm(rec, upload(gpu, "x", x), upload(gpu, "w", w), yb, createBuffer(gpu, "rstd", 4), {
+        rows: 1,
         dim,
         eps: EPS,
         yType: "f16",
       });
-      checks.push(async () => {
-        const got = fromF16Array(new Uint16Array(await readBuffer(gpu, yb, 0, rows * dim * 2)));
-        const want = rmsnormFwd(x, w, rows, dim, EPS).y;
-        // Half rounding: 2^-11 relative to each value, so ≤ 2^-11 of the tensor's max.
-        assertClose(got, want, { rel: 5e-4 }, `f16 y rows=${rows} dim=${dim}`);
-      });
-    }
-    // (1 + w) = 3e4 on a row of equal values: y = 3e4 · 1 fits, 3e5 would overflow half and must saturate.
-    const dim = 37;
-    const x = new Float32Array(dim).fill(2500);
-    const w = new Float32Array(dim).map((_, j) => (j % 2 ? 3e4 : 3e5) - 1);
-    const yb = createBuffer(gpu, "y16", dim * 2);
-    rmsnorm(rec, upload(gpu, "x", x), upload(gpu, "w", w), yb, createBuffer(gpu, "rstd", 4), {
-      rows: 1,
-      dim,
-      eps: EPS,
-      yType: "f16",
+      rec.submit();
+      for (const c of checks) await c();
+      const got = fromF16Array(new Uint16Array(await readBuffer(gpu, yb, 0, dim * 2)));
+      for (let j = 0; j < dim; j++) {
+        const want = j % 2 ? 3e4 : 65504;
+        if (Math.abs(got[j] - want) > 16) throw new Error(`saturation at ${j}: got ${got[j]}, want ${want}`);
+      }
     });
-    rec.submit();
-    for (const c of checks) await c();
-    const got = fromF16Array(new Uint16Array(await readBuffer(gpu, yb, 0, dim * 2)));
-    for (let j = 0; j < dim; j++) {
-      const want = j % 2 ? 3e4 : 65504;
-      if (Math.abs(got[j] - want) > 16) throw new Error(`saturation at ${j}: got ${got[j]}, want ${want}`);
-    }
   },
 );
 
