@@ -217,6 +217,7 @@ export const OPEN_FRAMES = new RegExp(
   [
     "それとも|どちら|どっち", // either/or
     "もし|としたら|とすれば|とすると|だとすると|場合|としても|ても、|でも、|それでも", // hypothetical
+    "たとき、|たときに|たら、|れば、", // a case put as a condition: "アプリが間違えて訳したとき、…気づけるでしょうか"
     "たとえば|例えば|本当に|だけで|だけが|必ず|いつも|常に|すべて|全部|全員|条件|証拠|意味する", // counterexample
     "のも|ことも|人も", // the user's claim applied to another case: "夜中に大音量で流すのも、自由でしょうか"
     "同じ|違う|違い|両立|対立|区別|比べ|関係", // a distinction to weigh
