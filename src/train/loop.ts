@@ -10,9 +10,10 @@
  * Throughput (issue #19): tokens_per_second counts real tokens (attention mask 1) only; the padding positions
  * the GPU also computed are logged apart (padded_tokens_per_second), so the two add up to the positions
  * processed. The window clock counts only the optimizer steps themselves (from recording the first micro-batch
- * to the step's readback), never evaluate (eval loss and generation), save (checkpoints) or log: a window
- * that follows an eval is not slower for it. The state keeps train, eval and save seconds apart, so the
- * summary splits the wall time and a resumed run reports totals.
+ * to the step's readback), never evaluate (eval loss and generation, and the eval's log: the plots),
+ * save (checkpoints) or log: a window that follows an eval is not slower for it. The state keeps train, eval
+ * (its log included) and save seconds apart, so the summary splits the wall time and a resumed run reports
+ * totals.
  */
 import type { TrainingConfig } from "../config/schema.ts";
 import { lrAtStep, type StepPlan } from "./schedule.ts";
@@ -184,7 +185,7 @@ export async function trainLoop(
     } else if (metric !== undefined) {
       state.early_stopping_patience_counter++;
     }
-    await hooks.log(entry, state);
+    await timed("eval_seconds", () => hooks.log(entry, state)); // e.g. the plot render
     // The best checkpoint is the one saved at this step (the caller forces a save so that it exists).
     if (improved) state.best_model_checkpoint = `checkpoint-${step}`;
     const stopEarly = t.early_stopping_patience > 0 &&
@@ -201,7 +202,7 @@ export async function trainLoop(
     const ev = await timed("eval_seconds", () => evaluate(0));
     const entry = { step: 0, epoch: 0, ...ev };
     state.log_history.push(entry);
-    await hooks.log(entry, state);
+    await timed("eval_seconds", () => hooks.log(entry, state)); // e.g. the plot render
   }
   // A run stopped by a signal when an eval was due saved before that eval: evaluate those weights now, then
   // save the same step again so that its checkpoint records the eval.

@@ -343,7 +343,12 @@ async function train(o: TrainOptions, stopper: StopSignals): Promise<number> {
       console.log(JSON.stringify(entry));
       return;
     }
-    if (entry.eval_loss !== undefined) plots.request();
+    if (entry.eval_loss !== undefined) {
+      plots.request();
+      // On a software adapter the CPU is the GPU: a render beside the next steps would slow them (the dip after
+      // an eval in tokens/s). Wait for it here, in the eval's time (src/train/loop.ts counts the eval's log).
+      if (gpu.isSoftware) await plots.idle();
+    }
     if (entry.eval_loss !== undefined) {
       progress.done();
       console.log(
