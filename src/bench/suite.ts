@@ -168,6 +168,8 @@ async function driverPackage(): Promise<string | null> {
 export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
   return {
     adapter: { ...gpu.info, software: gpu.isSoftware },
+    backend: gpu.backend,
+    calibration_gflops: gpu.calibration?.gflops ?? null,
     driver_package: gpu.isSoftware ? await driverPackage() : null,
     features: Object.fromEntries(
       WANTED_FEATURES.map((f) => [f, gpu.device.features.has(f as GPUFeatureName)]),
