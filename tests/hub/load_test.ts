@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadModel, openModel, parseModelName } from "../../src/hub/load.ts";
+import { loadModel, openModel } from "../../src/hub/load.ts";
+import { parseModelName } from "../../src/hub/model_name.ts";
 import { QuantizationSchema } from "../../src/config/schema.ts";
 import { dequantizeNf4 } from "../../src/quant/nf4.ts";
 import { UsageError } from "../../src/util/errors.ts";
