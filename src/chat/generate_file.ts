@@ -8,10 +8,10 @@
  * oldest exchanges first (`dropped_exchanges`); a record whose last user turn alone does not fit is left out
  * and counted.
  *
- * The K samples of a record are rows of one KV-cache decoder batch (one prefill, one forward per token for all
- * K; src/eval/generate.ts), seeded by (seed, record index) so a record's replies do not depend on which other
- * records are in the file. Records are decoded one after another: the decoder's rows share one position, so
- * different prompts cannot share a batch without a per-row cache length in kernels/attention_decode.wgsl.
+ * Records are decoded in batches through the KV-cache decoder (src/chat/batch.ts): each of a record's K samples
+ * is a row, and as many records as fit `batch` rows share one forward per token, each row at its own position
+ * (Decoder.prefillRow). A row's sampler is seeded by (seed, record index, sample index), so a record's replies
+ * do not depend on which other records are in the file or the batch.
  *
  * Replies are decoded without special tokens (src/chat/text.ts). Output, one JSON line per record
  * (src/data/schema.ts ChatRecordSchema plus fields the loader ignores):
@@ -23,7 +23,8 @@
  */
 import type { Dialogue } from "../data/schema.ts";
 import { mix32 } from "../util/random.ts";
-import { chatPrompt, generate } from "../eval/generate.ts";
+import { chatPrompt } from "../eval/generate.ts";
+import { generateRows } from "./batch.ts";
 import type { SamplingOptions } from "../eval/sampling.ts";
 import { Decoder } from "../model/decode.ts";
 import type { Gemma2Engine } from "../model/engine.ts";
@@ -38,6 +39,8 @@ export interface GenerateFileOptions {
   seed: number;
   /** Prompt + new tokens the decoder may hold. */
   maxLen: number;
+  /** Decoder rows per batch (records × samples); records of one batch are decoded side by side. */
+  batch: number;
 }
 
 export interface GeneratedRecord {
@@ -118,34 +121,42 @@ export async function generateForDialogues(
   const t0 = performance.now();
   let newTokens = 0;
   if (jobs.length) {
+    // Records per batch: as many as fit `batch` rows with their K samples each (at least one).
+    const perBatch = Math.max(1, Math.floor(o.batch / o.samples));
+    const rows = Math.min(perBatch, jobs.length) * o.samples;
     const maxPrompt = Math.max(...jobs.map((j) => j.ids.length));
-    const decoder = new Decoder(engine, {
-      rows: o.samples,
-      maxLen: maxPrompt + o.maxNewTokens - 1,
-      maxPrompt,
-    });
+    const decoder = new Decoder(engine, { rows, maxLen: maxPrompt + o.maxNewTokens - 1, maxPrompt });
     try {
-      for (const [n, j] of jobs.entries()) {
-        const seed = mix32((o.seed >>> 0) ^ mix32(j.index));
-        const r = await generate(decoder, tok, {
-          prompt: j.ids,
-          maxNewTokens: o.maxNewTokens,
-          stopIds: tok.stopIds,
-          rows: Array.from({ length: o.samples }, () => ({ sampling: o.sampling, seed })),
+      for (let start = 0; start < jobs.length; start += perBatch) {
+        const batch = jobs.slice(start, start + perBatch);
+        const out = await generateRows(
+          decoder,
+          batch.flatMap((j) => {
+            const seed = mix32((o.seed >>> 0) ^ mix32(j.index));
+            return Array.from(
+              { length: o.samples },
+              (_, k) => ({ prompt: j.ids, sampling: o.sampling, seed, sub: k }),
+            );
+          }),
+          o.maxNewTokens,
+          tok.stopIds,
+        );
+        batch.forEach((j, n) => {
+          const mine = out.slice(n * o.samples, (n + 1) * o.samples);
+          newTokens += mine.reduce((a, x) => a + x.ids.length, 0);
+          const replies = mine.map((x) => replyText(tok, x.ids).trim());
+          records.push({
+            messages: [...j.context.map(asChat), { role: "assistant", content: replies[0] }],
+            ...(j.reference !== undefined ? { reference: j.reference } : {}),
+            ...(o.samples > 1 ? { samples: replies.slice(1) } : {}),
+            index: j.index,
+            finish: mine[0].finish,
+            prompt_tokens: j.ids.length,
+            generated_tokens: mine[0].ids.length,
+            dropped_exchanges: j.dropped,
+          });
         });
-        newTokens += r.outputs.reduce((a, x) => a + x.ids.length, 0);
-        const replies = r.outputs.map((x) => replyText(tok, x.ids).trim());
-        records.push({
-          messages: [...j.context.map(asChat), { role: "assistant", content: replies[0] }],
-          ...(j.reference !== undefined ? { reference: j.reference } : {}),
-          ...(o.samples > 1 ? { samples: replies.slice(1) } : {}),
-          index: j.index,
-          finish: r.outputs[0].finish,
-          prompt_tokens: j.ids.length,
-          generated_tokens: r.outputs[0].ids.length,
-          dropped_exchanges: j.dropped,
-        });
-        onProgress?.(n + 1, jobs.length, newTokens);
+        onProgress?.(Math.min(jobs.length, start + perBatch), jobs.length, newTokens);
       }
     } finally {
       decoder.destroy();

@@ -16,9 +16,10 @@ import { formatDuration } from "../util/format.ts";
 
 const DEFAULT_MAX_NEW = 128;
 const DEFAULT_CONTEXT = 2048;
+const DEFAULT_BATCH = 8;
 
 const USAGE = "maieutic generate --data FILE --out FILE.jsonl [--model M] [--adapter DIR] [--samples K] " +
-  "[--temperature T --top-p P --top-k K --max-new-tokens N --seed S]";
+  "[--batch N] [--temperature T --top-p P --top-k K --max-new-tokens N --seed S]";
 
 const HELP = `${USAGE}
 
@@ -32,8 +33,9 @@ ready for \`maieutic score\`, for --data, and for reading two adapters side by s
   --data FILE              the records (required)
   --out FILE.jsonl         where the replies go (required)
   --adapter DIR            PEFT adapter directory; without it the base model
-  --samples K              replies per record, decoded as K rows of one batch (default 1); the first is the
-                           record's reply, the others go to "samples"; K > 1 needs sampling (temperature > 0)
+  --samples K              replies per record (default 1); the first is the record's reply, the others go
+                           to "samples"; K > 1 needs sampling (temperature > 0)
+  --batch N                decoder rows decoded side by side: N / K records at a time (default 8)
   --context N              prompt + reply tokens (default ${DEFAULT_CONTEXT}); longer prompts lose their oldest
                            exchanges first
 ${samplingHelp(DEFAULT_MAX_NEW)}
@@ -49,6 +51,7 @@ export async function run(args: string[]): Promise<number> {
     adapter: { type: "string" },
     out: { type: "string" },
     samples: { type: "string" },
+    batch: { type: "string" },
     context: { type: "string" },
   }, USAGE);
   if (values.help) {
@@ -66,6 +69,7 @@ export async function run(args: string[]): Promise<number> {
     );
   }
   const maxNewTokens = positiveIntFlag("max-new-tokens", values["max-new-tokens"]) ?? DEFAULT_MAX_NEW;
+  const batch = positiveIntFlag("batch", values.batch) ?? DEFAULT_BATCH;
   const contextFlag = positiveIntFlag("context", values.context);
   const cfg = configFromArgs(values);
   const dialogues = await loadDialogues(cfg.data);
@@ -96,6 +100,7 @@ export async function run(args: string[]): Promise<number> {
     maxNewTokens,
     seed: cfg.training.seed,
     maxLen,
+    batch,
   }, (done, total, tokens) => {
     const s = (performance.now() - t0) / 1000;
     const eta = done < total

@@ -15,11 +15,17 @@
  *                     in chunks so 256000 works).
  *   extend(ids):      several tokens after the cached ones, one step each (a chat's next turn goes on from
  *                     the earlier turns' cache).
+ *   prefillRow(b, p): a prompt into row b only (positions 0..P−1 of that row); after it the rows have lengths
+ *                     of their own and step() runs them at their own positions: the per-row RoPE, cache write
+ *                     and attention_decode are recorded once per row, on bindings offset to that row (q, o
+ *                     and the cache rows are laid out on 256-byte boundaries for that); the projections and
+ *                     the head still run over all rows at once. Different prompts then share one batch
+ *                     (`maieutic generate`, src/chat/batch.ts).
  * Rows are independent sequences that share the prompt (greedy + K sampled continuations of one context):
  * after the prefill every row's cache holds the prompt. Reading: `argmax()` (kernels/argmax.wgsl, 4 bytes per
  * row) for greedy decoding, or `readLogits()` for sampling: one readback per generated token either way.
  *
- * Cache: per layer k and v [rows, maxLen, Hkv, D] f32 (sliding layers keep every position too; the kernel
+ * Cache: per layer k and v [rows, cacheLen, Hkv, D] f32 (cacheLen = maxLen rounded up to 64 positions) (sliding layers keep every position too; the kernel
  * only visits the window). Everything is allocated through the engine's BufferPool (kind "decode") and given
  * back by destroy().
  */
@@ -159,8 +165,14 @@ export class Decoder {
   readonly rows: number;
   readonly maxLen: number;
   readonly maxPrompt: number;
-  /** Tokens in the cache (the next token goes to this position). */
+  /** Positions per row in the cache buffers: maxLen rounded up so that a row starts on a 256-byte boundary. */
+  private readonly cacheLen: number;
+  /** Tokens in the cache (the next token goes to this position); with rows of their own, the longest. */
   length = 0;
+  /** Each row's length after prefillRow(); null while every row has `length` tokens (prefill()). */
+  private rowLen: number[] | null = null;
+  /** Per-row path: q and o [rows, QP] with QP = Hq·D rounded up to 64 floats (256 bytes), new k and v. */
+  private readonly perRow: { q: GPUBuffer; o: GPUBuffer; k: GPUBuffer; v: GPUBuffer; QP: number };
   private readonly gpu: Gpu;
   private readonly owned: GPUBuffer[] = [];
   private readonly kc: GPUBuffer[];
@@ -185,6 +197,7 @@ export class Decoder {
     const rows = this.rows = opts.rows ?? 1;
     const maxLen = this.maxLen = opts.maxLen;
     const maxPrompt = this.maxPrompt = Math.min(opts.maxPrompt ?? maxLen, maxLen);
+    const cacheLen = this.cacheLen = Math.ceil(maxLen / 64) * 64;
     for (const [k, v] of Object.entries({ rows, maxLen, maxPrompt })) {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Decoder: ${k} = ${v} must be a positive integer`);
@@ -217,13 +230,21 @@ export class Decoder {
     this.kc = [];
     this.vc = [];
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      this.kc.push(buf(`k${l}`, rows * maxLen * KVD * 4));
-      this.vc.push(buf(`v${l}`, rows * maxLen * KVD * 4));
+      this.kc.push(buf(`k${l}`, rows * cacheLen * KVD * 4));
+      this.vc.push(buf(`v${l}`, rows * cacheLen * KVD * 4));
     }
     this.pre = acts("prefill", maxPrompt);
     this.pre.k = buf("prefill.k", maxPrompt * KVD * 4);
     this.pre.v = buf("prefill.v", maxPrompt * KVD * 4);
     this.dec = acts("step", rows);
+    const QP = Math.ceil(QD / 64) * 64;
+    this.perRow = {
+      q: buf("row.q", rows * QP * 4),
+      o: buf("row.o", rows * QP * 4),
+      k: buf("row.k", rows * KVD * 4),
+      v: buf("row.v", rows * KVD * 4),
+      QP,
+    };
     this.ids = buf("ids", Math.max(maxPrompt, rows) * 4);
     this.lse = buf("lse", c.num_attention_heads * maxPrompt * 4);
     this.hf = buf("hf", rows * H * 4);
@@ -289,6 +310,7 @@ export class Decoder {
     acts: Acts,
     tokens: number,
     out?: { ldy: number; offY: number },
+    input?: { ldx: number; offX: number },
   ): void {
     const weight = this.engine.weights.layers[l].proj[p];
     const lora = this.branches.get(`${l}.${p as LoraTarget}`) ?? null;
@@ -298,6 +320,7 @@ export class Decoder {
       outF: weight.shape[0],
       compute: this.engine.opts.compute,
       ...out,
+      ...input,
     });
   }
 
@@ -392,6 +415,29 @@ export class Decoder {
    * prompt's last position in every row. Submits; nothing is read back.
    */
   prefill(prompt: readonly number[]): void {
+    this.runPrefill(prompt, Array.from({ length: this.rows }, (_, b) => b));
+    this.rowLen = null;
+    this.length = prompt.length;
+  }
+
+  /**
+   * Starts row b over with `prompt` (positions 0..P−1 of that row) and leaves its logits; the other rows keep
+   * their caches, lengths and logits. From then on step() runs each row at its own position.
+   */
+  prefillRow(b: number, prompt: readonly number[]): void {
+    if (!(Number.isInteger(b) && b >= 0 && b < this.rows)) throw new RangeError(`prefillRow: no row ${b}`);
+    this.runPrefill(prompt, [b]);
+    this.rowLen ??= new Array<number>(this.rows).fill(this.length);
+    this.rowLen[b] = prompt.length;
+    this.length = Math.max(...this.rowLen);
+  }
+
+  /** Each row's length (tokens in its cache). */
+  get lengths(): number[] {
+    return this.rowLen ? [...this.rowLen] : new Array<number>(this.rows).fill(this.length);
+  }
+
+  private runPrefill(prompt: readonly number[], targets: readonly number[]): void {
     this.check();
     const P = prompt.length;
     if (P < 1) throw new RangeError("prefill: empty prompt");
@@ -412,7 +458,7 @@ export class Decoder {
     });
     const common = this.attnCommon();
     const kvBytes = P * KVD * 4;
-    const rowBytes = this.maxLen * KVD * 4;
+    const rowBytes = this.cacheLen * KVD * 4;
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const k = acts.k!, v = acts.v!;
       this.layer(rec, l, acts, P, k, v, { ldy: KVD, offY: 0 }, { B: 1, T: P, pos0: 0 }, () => {
@@ -423,17 +469,18 @@ export class Decoder {
           window: isSlidingLayer(l) ? c.sliding_window : null,
         });
       });
-      // Every row's cache starts with the prompt. (Later layers overwrite k and v only after these copies.)
-      for (let b = 0; b < this.rows; b++) {
+      // Every target row's cache starts with the prompt. (Later layers overwrite k and v only after these
+      // copies.)
+      for (const b of targets) {
         rec.copy(k, 0, this.kc[l], b * rowBytes, kvBytes);
         rec.copy(v, 0, this.vc[l], b * rowBytes, kvBytes);
       }
     }
-    // The last position's hidden state goes to every row of the head's input.
-    for (let b = 0; b < this.rows; b++) rec.copy(acts.x, (P - 1) * H * 4, this.dec.x, b * H * 4, H * 4);
+    // The last position's hidden state goes to the target rows of the head's input; the other rows of dec.x
+    // still hold their own last hidden state (only prefills and steps write it), so their logits stay.
+    for (const b of targets) rec.copy(acts.x, (P - 1) * H * 4, this.dec.x, b * H * 4, H * 4);
     this.head(rec, this.dec.x);
     rec.submit();
-    this.length = P;
   }
 
   /** Feeds one token per row at position `length` and leaves the next logits [rows, V]. Submits. */
@@ -441,6 +488,7 @@ export class Decoder {
     this.check();
     if (this.length < 1) throw new Error("step: call prefill() first");
     if (ids.length !== this.rows) throw new RangeError(`step: ${ids.length} ids for ${this.rows} rows`);
+    if (this.rowLen) return this.stepRows(ids, this.rowLen);
     if (this.length >= this.maxLen) {
       throw new RangeError(`step: the cache is full (${this.maxLen} positions)`);
     }
@@ -459,12 +507,12 @@ export class Decoder {
     const common = this.attnCommon();
     for (let l = 0; l < c.num_hidden_layers; l++) {
       // Row b's new k/v land at cache[b, n]: row stride maxLen·KVD, offset n·KVD.
-      const kv = { ldy: this.maxLen * KVD, offY: n * KVD };
+      const kv = { ldy: this.cacheLen * KVD, offY: n * KVD };
       this.layer(rec, l, acts, this.rows, this.kc[l], this.vc[l], kv, { B: this.rows, T: 1, pos0: n }, () => {
         attentionDecode(rec, acts.q, this.kc[l], this.vc[l], acts.o, {
           B: this.rows,
           ...common,
-          maxLen: this.maxLen,
+          maxLen: this.cacheLen,
           n: n + 1,
           window: isSlidingLayer(l) ? c.sliding_window : null,
         });
@@ -474,6 +522,80 @@ export class Decoder {
     rec.submit();
     this.length = n + 1;
     // Bind groups are freed only when V8 collects them; see src/util/gc.ts (lavapipe crashes at ~65k).
+    if (++this.steps % GC_EVERY_STEPS === 0) collectGarbage();
+  }
+
+  /** step() with rows at positions of their own (after prefillRow; see the file comment). */
+  private stepRows(ids: readonly number[], len: number[]): void {
+    const full = len.findIndex((n) => n < 1 || n >= this.maxLen);
+    if (full >= 0) {
+      throw new RangeError(
+        `step: row ${full} holds ${len[full]} tokens (empty, or the cache of ${this.maxLen} is full)`,
+      );
+    }
+    const c = this.engine.weights.config;
+    const H = c.hidden_size, D = c.head_dim, KVD = c.num_key_value_heads * D;
+    const Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, QD = Hq * D;
+    const { q: qRows, o: oRows, k: kNew, v: vNew, QP } = this.perRow;
+    this.gpu.device.queue.writeBuffer(this.ids, 0, this.validIds(ids));
+    const rec = new Recorder(this.gpu, { label: "decode-step-rows" });
+    const acts = this.dec;
+    const R = this.rows;
+    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
+      tokens: R,
+      dim: H,
+      scale: Math.sqrt(H),
+      format: this.engine.weights.dtype,
+    });
+    const common = this.attnCommon();
+    const inv = this.engine.weights.invFreq;
+    const rowBytes = this.cacheLen * KVD * 4;
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const W = this.engine.weights.layers[l];
+      const norm = { rows: R, dim: H, eps: c.rms_norm_eps };
+      rmsnorm(rec, acts.x, W.norms.input_layernorm, acts.a, acts.rstd, norm);
+      // q into 256-byte-aligned rows (each row's attention binds its own q and o); k and v contiguous.
+      this.proj(rec, l, "q_proj", acts.a, qRows, acts, R, { ldy: QP, offY: 0 });
+      this.proj(rec, l, "k_proj", acts.a, kNew, acts, R);
+      this.proj(rec, l, "v_proj", acts.a, vNew, acts, R);
+      for (let b = 0; b < R; b++) {
+        const n = len[b];
+        rope(rec, qRows, inv, { B: 1, T: 1, pos0: n, H: Hq, D, stride: QP, offset: b * QP });
+        rope(rec, kNew, inv, { B: 1, T: 1, pos0: n, H: Hkv, D, stride: KVD, offset: b * KVD });
+        rec.copy(kNew, b * KVD * 4, this.kc[l], b * rowBytes + n * KVD * 4, KVD * 4);
+        rec.copy(vNew, b * KVD * 4, this.vc[l], b * rowBytes + n * KVD * 4, KVD * 4);
+        const cache = (buffer: GPUBuffer) => ({ buffer, offset: b * rowBytes, size: rowBytes });
+        attentionDecode(
+          rec,
+          { buffer: qRows, offset: b * QP * 4, size: QD * 4 },
+          cache(this.kc[l]),
+          cache(this.vc[l]),
+          { buffer: oRows, offset: b * QP * 4, size: QD * 4 },
+          {
+            B: 1,
+            ...common,
+            maxLen: this.cacheLen,
+            n: n + 1,
+            window: isSlidingLayer(l) ? c.sliding_window : null,
+          },
+        );
+      }
+      this.proj(rec, l, "o_proj", oRows, acts.p, acts, R, undefined, { ldx: QP, offX: 0 });
+      rmsnorm(rec, acts.p, W.norms.post_attention_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
+      rmsnorm(rec, acts.x, W.norms.pre_feedforward_layernorm, acts.b, acts.rstd, norm);
+      this.proj(rec, l, "gate_proj", acts.b, acts.g, acts, R);
+      this.proj(rec, l, "up_proj", acts.b, acts.u, acts, R);
+      geglu(rec, acts.g, acts.u, acts.m, { rows: R, cols: c.intermediate_size });
+      this.proj(rec, l, "down_proj", acts.m, acts.d, acts, R);
+      rmsnorm(rec, acts.d, W.norms.post_feedforward_layernorm, acts.x, acts.rstd, {
+        ...norm,
+        residual: true,
+      });
+    }
+    this.head(rec, acts.x);
+    rec.submit();
+    for (let b = 0; b < R; b++) len[b]++;
+    this.length = Math.max(...len);
     if (++this.steps % GC_EVERY_STEPS === 0) collectGarbage();
   }
 
