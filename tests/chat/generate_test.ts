@@ -1,6 +1,7 @@
 // `maieutic generate` (src/cli/generate.ts, src/chat/generate_file.ts): the prompt of a record is its
 // conversation up to the last user turn (the turn after it is the reference); the output is one chat record per
-// input record that the data loader reads back, K samples per record, reproducible with the same seed.
+// input record that the data loader and `maieutic score` read back, K samples per record, reproducible with the
+// same seed, batched across records without changing a reply.
 import { recordPrompt } from "../../src/chat/generate_file.ts";
 import { loadDialogues, parseDialogues } from "../../src/data/load.ts";
 import { tinyChatTokenizer } from "../../src/tokenizer/tiny.ts";
@@ -86,6 +87,11 @@ Deno.test("generate: one chat record per input record, K samples, read back by t
     if (back.length !== input.length || back.some((d) => d.turns.at(-1)!.role !== "model")) {
       throw new Error("the loader does not read the output back");
     }
+    // `maieutic score` reads it: one scored record per reply, the reference and samples taken along.
+    const scored = await cli(["score", out, "--json"]);
+    if (scored.code !== 0) throw new Error(`score: exit ${scored.code}: ${scored.err}`);
+    const sj = JSON.parse(scored.out);
+    if (sj.records.length !== input.length) throw new Error(`score: ${sj.records.length} records`);
     // Sampled rows differ from each other; the same seed reproduces the file, another seed does not.
     if (lines.every((l) => l.samples.every((s: string) => s === l.messages.at(-1).content))) {
       throw new Error("the K samples are identical");
@@ -93,6 +99,15 @@ Deno.test("generate: one chat record per input record, K samples, read back by t
     const first = await Deno.readTextFile(out);
     const again = await cli(args);
     if (again.code !== 0 || await Deno.readTextFile(out) !== first) throw new Error("not reproducible");
+    // One record at a time (--batch 3: one record of 3 samples per batch) gives the same file as 5 records x 3.
+    const unbatched = await cli([...args, "--batch", "3"]);
+    if (unbatched.code !== 0 || await Deno.readTextFile(out) !== first) {
+      throw new Error("batching changed replies");
+    }
+    const batched = await cli([...args, "--batch", "15"]);
+    if (batched.code !== 0 || await Deno.readTextFile(out) !== first) {
+      throw new Error("batching changed replies");
+    }
     const other = await cli([...args, "--seed", "9"]);
     if (other.code !== 0 || await Deno.readTextFile(out) === first) throw new Error("the seed is not used");
     // Usage errors exit 2 before any work.
