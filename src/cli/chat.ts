@@ -149,8 +149,7 @@ export async function run(args: string[]): Promise<number> {
     }
     quit(130);
   };
-  const sigint = Deno.build.os === "windows" ? null : "SIGINT" as const;
-  if (sigint) Deno.addSignalListener(sigint, onSigint);
+  Deno.addSignalListener("SIGINT", onSigint); // Windows too (Deno maps Ctrl-C to SIGINT there)
 
   const lines = readLines(Deno.stdin.readable);
   try {
@@ -230,7 +229,7 @@ export async function run(args: string[]): Promise<number> {
       }
     }
   } finally {
-    if (sigint) Deno.removeSignalListener(sigint, onSigint);
+    Deno.removeSignalListener("SIGINT", onSigint);
     decoder.destroy();
   }
 }
