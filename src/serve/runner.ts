@@ -4,6 +4,7 @@
  * JSON object it prints on stdout.
  */
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { deathSignalPrefix, processStartTime } from "./orphans.ts";
 import type { EvalJob } from "./schema.ts";
 
 /** Resolves to the eval report; rejects on failure. Must stop promptly once `signal` aborts. */
@@ -72,8 +73,10 @@ export interface SubprocessRunnerOptions {
   killGraceMs?: number;
   /** stdout beyond this is a failure (default 16 MiB) */
   maxStdoutBytes?: number;
-  /** called with the child's pid once it started (the server records it for orphan reaping) */
-  onSpawn?: (job: EvalJob, pid: number) => void;
+  /** called with the child's pid (and start time) once it started (the server records them) */
+  onSpawn?: (job: EvalJob, pid: number, startTime: number | undefined) => void;
+  /** start the child so that it is killed when this process dies (Linux, setpriv); default true */
+  dieWithParent?: boolean;
   /** secrets removed from the child's environment (and blanked so its .env loading cannot restore them) */
   scrubEnv?: string[];
 }
@@ -119,7 +122,11 @@ export function createSubprocessRunner(opts: SubprocessRunnerOptions = {}): JobR
   const scrub = opts.scrubEnv ?? DEFAULT_SCRUB;
   return async (job, signal) => {
     signal.throwIfAborted();
-    const [program, ...lead] = opts.command ?? maieuticCommand();
+    // The kernel kills the child when the server dies, however it dies (orphans.ts).
+    const [program, ...lead] = [
+      ...(opts.dieWithParent === false ? [] : deathSignalPrefix()),
+      ...(opts.command ?? maieuticCommand()),
+    ];
     const env = Deno.env.toObject();
     for (const k of scrub) env[k] = "";
     env.MAIEUTIC_JOB_ID = job.id;
@@ -133,7 +140,7 @@ export function createSubprocessRunner(opts: SubprocessRunnerOptions = {}): JobR
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    opts.onSpawn?.(job, child.pid);
+    opts.onSpawn?.(job, child.pid, processStartTime(child.pid));
     let killTimer: ReturnType<typeof setTimeout> | undefined;
     let overflow = false;
     const kill = () => {

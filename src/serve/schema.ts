@@ -61,12 +61,18 @@ export const EvalJobSchema = z.object({
   callback: CallbackStateSchema.optional(),
   /** eval subprocess of the current run (so a restarted server can reap an orphan) */
   pid: z.number().int().optional(),
+  /** its start time (clock ticks since boot, /proc/<pid>/stat), so a recycled pid is never mistaken for it */
+  pid_start: z.number().optional(),
+  /** the submitter's Idempotency-Key: a retried submission with it returns this job */
+  idempotency_key: z.string().optional(),
+  /** files the eval wrote (its report and samples; real paths), deleted when the job is pruned */
+  outputs: z.array(z.string()).optional(),
 });
 export type EvalJob = z.infer<typeof EvalJobSchema>;
 
 /** The API view of a job (no server-side absolute paths, no pid). */
 export function publicJob(job: EvalJob): Record<string, unknown> {
-  const { resolved: _r, pid: _p, seq: _s, ...rest } = job;
+  const { resolved: _r, pid: _p, pid_start: _ps, seq: _s, outputs: _o, ...rest } = job;
   return rest;
 }
 

@@ -1,33 +1,70 @@
 /**
  * The eval-job HTTP API (`maieutic serve`, issue #9): one eval at a time on the GPU, a bounded persistent
- * queue, bearer-token auth (constant time) with optional HMAC request signing, signed callbacks.
+ * queue, bearer-token auth (constant time) with optional HMAC request signing, signed callbacks. Hardened
+ * against hostile clients (issue #18; the threat model is in deploy/README.md).
  *
- *   GET    /healthz               no auth: GPU adapter, model, queue depth
+ *   GET    /healthz               no auth: {status}; with the token also GPU adapter, model, queue depth
  *   POST   /v1/eval-jobs          {adapter, data, generate?, max_samples?, callback_url?} -> 202 {id, status}
+ *                                 (Idempotency-Key: a retry with the same key and body -> 200, the same job)
  *   GET    /v1/eval-jobs          ?limit=1..100&cursor=&status= -> {jobs, next_cursor} (newest first)
  *   GET    /v1/eval-jobs/:id      the job: status, timings, report when done
  *   DELETE /v1/eval-jobs/:id      cancels a queued or running job
  *
- * Errors are JSON `{error, field?}`: 400 (schema, names the field; paths outside the roots), 401, 404, 405,
- * 409 (cancelling a finished job), 413 (body over 64 KiB), 429 (queue full, with Retry-After).
- * Neither the token nor the signing secret is ever logged, stored or passed to the eval subprocess.
+ * Errors are JSON `{error, field?}`: 400 (schema, names the field; paths outside the roots), 401, 403
+ * (cross-site), 404, 405, 409 (cancelling a finished job), 413 (body over 64 KiB), 415 (not JSON), 422
+ * (Idempotency-Key reused for another request), 429 (queue or job store full, with Retry-After).
+ * Neither the token nor the signing secret nor a Hub token is ever logged, stored or passed to the eval
+ * subprocess' output; reports, errors and callbacks carry relative paths only (sanitize.ts).
+ *
+ * This file is the HTTP side; the queue's worker is worker.ts, the callbacks deliveries.ts and callback.ts,
+ * the request checks guard.ts, the connection handling http1.ts.
  */
-import { checkCallbackUrl, deliver } from "./callback.ts";
-import type { CallbackOptions } from "./callback.ts";
+import { resolve } from "node:path";
+import type { CallbackOptions, DestinationPolicy, Resolver } from "./callback.ts";
+import { checkCallbackUrl } from "./callback.ts";
+import { Deliveries } from "./deliveries.ts";
+import {
+  checkSignature,
+  checkSite,
+  checkToken,
+  hasToken,
+  json,
+  MAX_BODY_BYTES,
+  problem,
+  readLimited,
+} from "./guard.ts";
+import { type ConnectionLimits, type Http1Server, serveHttp1 } from "./http1.ts";
+import { NonceStore } from "./nonces.ts";
 import { makeRoots, PathError, resolveAdapter, resolveData, type Roots } from "./paths.ts";
 import { createSubprocessRunner, type JobRunner } from "./runner.ts";
 import {
+  capReport,
+  cleanValue,
+  HUB_TOKEN_VARS,
+  type PathContext,
+  redactText,
+  relativeText,
+} from "./sanitize.ts";
+import {
   type EvalJob,
+  type EvalJobRequest,
   EvalJobRequestSchema,
   FINAL_STATUSES,
   firstIssue,
   JobStatusSchema,
   publicJob,
 } from "./schema.ts";
-import { bearer, SIGNATURE_HEADER, timingSafeEqual, verify } from "./sign.ts";
 import { isJobId, JobStore, type RecoveryReport } from "./store.ts";
+import { type FinishInput, Worker } from "./worker.ts";
 
-export const MAX_BODY_BYTES = 64 * 1024;
+export { MAX_BODY_BYTES };
+
+/** Jobs kept in all states together (queued, running and finished) before submissions get 429. */
+export const DEFAULT_MAX_JOBS = 1000;
+/** A stored report (and so a callback's) is at most this large; larger ones keep their scalars only. */
+export const DEFAULT_MAX_REPORT_BYTES = 256 * 1024;
+/** How often finished jobs past --keep-days are deleted while the server runs. */
+export const DEFAULT_PRUNE_INTERVAL_MS = 3_600_000;
 
 export interface ServeOptions {
   /** bearer token (MAIEUTIC_EVAL_TOKEN); required unless insecureLocalhost and bound to 127.0.0.1 */
@@ -36,17 +73,27 @@ export interface ServeOptions {
   signingSecret?: string;
   /** refuse /v1 requests without a valid signature (needs signingSecret) */
   requireSignature?: boolean;
-  /** no token needed (only on 127.0.0.1); also admits http loopback callback URLs */
+  /** no token needed (only on 127.0.0.1; Host must then be a loopback name); also admits loopback callbacks */
   insecureLocalhost?: boolean;
-  /** admit http://127.0.0.1 callback URLs (tests); default: insecureLocalhost */
+  /** test-only: admit callbacks to loopback addresses (http allowed there); default: insecureLocalhost */
   allowLoopbackCallbacks?: boolean;
+  /** only these host names may receive callbacks (--callback-host) */
+  callbackHosts?: string[];
+  /** test-only: name resolution for callbacks (default DNS) */
+  resolveHost?: Resolver;
   hostname?: string;
   port?: number;
+  /** connection deadlines and cap (http1.ts; defaults DEFAULT_CONNECTION_LIMITS) */
+  connection?: Partial<ConnectionLimits>;
   dataRoots: string[];
   adapterRoot: string;
   jobsDir: string;
   /** most queued (waiting) jobs; default 16 */
   queueSize?: number;
+  /** most jobs kept in all states; default 1000 */
+  maxJobs?: number;
+  /** largest stored report (bytes of JSON); default 256 KiB */
+  maxReportBytes?: number;
   /** per job, seconds; default 3600 */
   jobTimeoutS?: number;
   /** base model passed to eval as --model */
@@ -59,79 +106,28 @@ export interface ServeOptions {
   killGraceMs?: number;
   maxBodyBytes?: number;
   /** callback retry policy (secret comes from signingSecret) */
-  callback?: Omit<CallbackOptions, "secret">;
+  callback?: Omit<CallbackOptions, "secret" | "policy" | "resolve">;
   /** runs a job may start in total across crashes; default 2 (retried once) */
   maxAttempts?: number;
-  /** finished jobs older than this many days are deleted at start (0 keeps all; default 30) */
+  /** finished jobs older than this many days are deleted (0 keeps all; default 30) */
   keepDays?: number;
+  /** how often that deletion runs; default one hour */
+  pruneIntervalMs?: number;
   /** how long the worker waits for a runner that ignores its abort signal; default 10000 ms */
   abortGraceMs?: number;
-  /** shown by /healthz */
+  /** shown by /healthz to callers holding the token */
   adapterInfo?: unknown;
+  /** more strings never to be shown (the token, the signing secret and Hub tokens always are) */
+  redact?: string[];
   log?: (line: string) => void;
   cwd?: string;
 }
 
-class CancelReason extends Error {
-  override name = "Cancelled";
-}
-class TimeoutReason extends Error {
-  override name = "Timeout";
-}
-class ShutdownReason extends Error {
-  override name = "Shutdown";
-}
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 
-interface Current {
-  id: string;
-  ac: AbortController;
-  done: Promise<void>;
-}
-
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body) + "\n", {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
-  });
-}
-
-function problem(
-  status: number,
-  error: string,
-  field?: string,
-  headers: Record<string, string> = {},
-): Response {
-  return json(status, field ? { error, field } : { error }, headers);
-}
-
-/** Reads at most `limit` bytes; undefined when the body is larger. */
-async function readLimited(req: Request, limit: number): Promise<Uint8Array | undefined> {
-  const cl = req.headers.get("content-length");
-  if (cl !== null && Number(cl) > limit) {
-    await req.body?.cancel().catch(() => {});
-    return undefined;
-  }
-  if (!req.body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = req.body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+/** A request's identity for Idempotency-Key: its fields in a fixed order. */
+function fingerprint(r: EvalJobRequest): string {
+  return JSON.stringify(Object.keys(r).sort().map((k) => [k, r[k as keyof EvalJobRequest]]));
 }
 
 export class EvalServer {
@@ -139,34 +135,75 @@ export class EvalServer {
   readonly recovered: RecoveryReport;
   private readonly roots: Roots;
   private readonly opts: ServeOptions;
-  private readonly runner: JobRunner;
   private readonly queueSize: number;
-  private readonly timeoutMs: number;
+  private readonly maxJobs: number;
   private readonly log: (line: string) => void;
-  private current: Current | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly secrets: string[];
+  private readonly paths: PathContext;
+  private readonly worker: Worker;
+  private readonly deliveries: Deliveries;
+  private readonly nonces: NonceStore;
   private stopping = false;
-  private loop: Promise<void> | undefined;
-  private readonly stopCallbacks = new AbortController();
-  private readonly deliveries = new Set<Promise<void>>();
-  private readonly seenSignatures = new Map<string, number>();
-  private httpServer: Deno.HttpServer | undefined;
+  private started = false;
+  private pruneTimer: ReturnType<typeof setInterval> | undefined;
+  private httpServer: Http1Server | undefined;
 
-  private constructor(opts: ServeOptions, store: JobStore, recovered: RecoveryReport, roots: Roots) {
+  private constructor(
+    opts: ServeOptions,
+    store: JobStore,
+    recovered: RecoveryReport,
+    roots: Roots,
+    nonces: NonceStore,
+  ) {
     this.opts = opts;
     this.store = store;
     this.recovered = recovered;
     this.roots = roots;
+    this.nonces = nonces;
     this.queueSize = opts.queueSize ?? 16;
-    this.timeoutMs = (opts.jobTimeoutS ?? 3600) * 1000;
+    this.maxJobs = opts.maxJobs ?? DEFAULT_MAX_JOBS;
+    this.secrets = [
+      opts.token,
+      opts.signingSecret,
+      ...HUB_TOKEN_VARS.map((k) => Deno.env.get(k)),
+      ...(opts.redact ?? []),
+    ].filter((x): x is string => !!x && x.length >= 8);
+    this.paths = {
+      roots: [...roots.data.flatMap((r) => [r.real, r.lexical]), roots.adapter.real, roots.adapter.lexical],
+      cwd: resolve(opts.cwd ?? Deno.cwd()),
+    };
     const sink = opts.log ?? ((l: string) => console.error(l));
-    this.log = (line) => sink(this.redact(line));
-    this.runner = opts.runner ?? createSubprocessRunner({
+    this.log = (line) => sink(redactText(line, this.secrets));
+    const runner = opts.runner ?? createSubprocessRunner({
       cwd: opts.cwd,
       command: opts.evalCommand,
       killGraceMs: opts.killGraceMs,
-      onSpawn: (job, pid) => void this.store.update(job.id, (j) => void (j.pid = pid)).catch(() => {}),
+      onSpawn: (job, pid, start) =>
+        void this.store.update(job.id, (j) => {
+          j.pid = pid;
+          j.pid_start = start;
+        }).catch(() => {}),
     });
+    this.worker = new Worker({
+      store,
+      runner,
+      timeoutMs: (opts.jobTimeoutS ?? 3600) * 1000,
+      abortGraceMs: opts.abortGraceMs ?? 10_000,
+      log: this.log,
+      finish: (id, status, r) => this.finish(id, status, r),
+    });
+    this.deliveries = new Deliveries(
+      store,
+      opts.signingSecret
+        ? {
+          ...opts.callback,
+          secret: opts.signingSecret,
+          policy: this.callbackPolicy(),
+          resolve: opts.resolveHost,
+        }
+        : undefined,
+      this.log,
+    );
   }
 
   /** Validates the security settings, opens the store (recovering a crash) and the roots. */
@@ -184,38 +221,53 @@ export class EvalServer {
     if (opts.queueSize !== undefined && !(Number.isInteger(opts.queueSize) && opts.queueSize >= 1)) {
       throw new Error("queue size must be an integer >= 1");
     }
+    if (opts.maxJobs !== undefined && !(Number.isInteger(opts.maxJobs) && opts.maxJobs >= 1)) {
+      throw new Error("max jobs must be an integer >= 1");
+    }
     if (opts.jobTimeoutS !== undefined && !(opts.jobTimeoutS > 0)) throw new Error("job timeout must be > 0");
     const roots = await makeRoots(opts.dataRoots, opts.adapterRoot, opts.cwd);
     const log = opts.log ?? ((l: string) => console.error(l));
     const { store, recovered } = await JobStore.open(opts.jobsDir, {
       maxAttempts: opts.maxAttempts,
       keepDays: opts.keepDays,
+      outputRoots: [roots.adapter.real, roots.adapter.lexical],
       log,
     });
-    return new EvalServer(opts, store, recovered, roots);
+    const nonces = await NonceStore.open(opts.jobsDir);
+    return new EvalServer(opts, store, recovered, roots, nonces);
   }
 
-  /** Starts the worker and resumes undelivered callbacks. */
+  private callbackPolicy(): DestinationPolicy {
+    return {
+      allowLoopback: this.opts.allowLoopbackCallbacks ?? !!this.opts.insecureLocalhost,
+      hosts: this.opts.callbackHosts?.map((h) => h.toLowerCase().replace(/\.$/, "")),
+    };
+  }
+
+  /** Starts the worker, resumes undelivered callbacks and the periodic pruning. */
   start(): void {
-    if (this.loop) return;
+    if (this.started) return;
+    this.started = true;
     for (const id of this.recovered.requeued) {
       this.log(`jobs: ${id} was running when the server stopped; requeued`);
     }
     for (const id of this.recovered.failed) this.log(`jobs: ${id} was interrupted twice; failed`);
-    for (const job of this.store.pendingCallbacks()) this.sendCallback(job.id);
-    this.loop = this.workLoop();
+    for (const job of this.store.pendingCallbacks()) this.deliveries.send(job.id);
+    this.pruneTimer = setInterval(() => {
+      this.store.prune().catch((e) => this.log(`jobs: pruning: ${(e as Error).message}`));
+    }, this.opts.pruneIntervalMs ?? DEFAULT_PRUNE_INTERVAL_MS);
+    this.worker.start();
   }
 
   /** Starts the worker and listens (port 0 picks a free port). */
   listen(): Promise<Deno.NetAddr> {
     this.start();
-    return new Promise((resolve) => {
-      this.httpServer = Deno.serve({
-        hostname: this.opts.hostname ?? "127.0.0.1",
-        port: this.opts.port ?? 8787,
-        onListen: (addr) => resolve(addr as Deno.NetAddr),
-      }, (req) => this.handle(req));
-    });
+    this.httpServer = serveHttp1({
+      hostname: this.opts.hostname ?? "127.0.0.1",
+      port: this.opts.port ?? 8787,
+      limits: this.opts.connection,
+    }, (req) => this.handle(req));
+    return Promise.resolve(this.httpServer.addr);
   }
 
   /**
@@ -224,24 +276,16 @@ export class EvalServer {
    */
   async close(): Promise<void> {
     this.stopping = true;
-    await this.httpServer?.shutdown();
-    this.current?.ac.abort(new ShutdownReason("server shutting down"));
-    this.stopCallbacks.abort();
-    this.wakeUp?.();
-    await this.loop;
-    await Promise.all([...this.deliveries]);
+    clearInterval(this.pruneTimer);
+    const http = this.httpServer?.shutdown();
+    await this.worker.stop();
+    await http;
+    await this.deliveries.close();
     await this.store.flush();
   }
 
   queueDepth(): number {
     return this.store.count("queued");
-  }
-
-  private redact(s: string): string {
-    for (const secret of [this.opts.token, this.opts.signingSecret]) {
-      if (secret) s = s.split(secret).join("***");
-    }
-    return s;
   }
 
   // ---- HTTP ------------------------------------------------------------------------------------------------
@@ -264,32 +308,42 @@ export class EvalServer {
 
   private async route(req: Request, url: URL): Promise<Response> {
     const path = url.pathname;
+    const siteErr = checkSite(req, { loopbackOnly: !this.opts.token });
+    if (siteErr) return siteErr;
     if (path === "/healthz") {
       if (req.method !== "GET" && req.method !== "HEAD") {
         return problem(405, "use GET", undefined, { allow: "GET" });
       }
+      // Anyone may learn that the server is up; what runs on it only with the token.
+      if (!this.opts.token || !(await hasToken(req, this.opts.token))) return json(200, { status: "ok" });
       return json(200, {
         status: "ok",
         adapter: this.opts.adapterInfo ?? null,
         model: this.opts.model ?? null,
         queue_depth: this.queueDepth(),
         queue_size: this.queueSize,
-        running: this.current !== undefined,
+        jobs: this.store.size(),
+        max_jobs: this.maxJobs,
+        running: this.worker.running(),
       });
     }
     if (path !== "/v1/eval-jobs" && !path.startsWith("/v1/eval-jobs/")) return problem(404, "not found");
 
-    const authErr = await this.checkToken(req);
+    const authErr = await checkToken(req, this.opts.token);
     if (authErr) return authErr;
     const body = await readLimited(req, this.opts.maxBodyBytes ?? MAX_BODY_BYTES);
     if (body === undefined) {
       return problem(413, `request body over ${(this.opts.maxBodyBytes ?? MAX_BODY_BYTES) / 1024} KiB`);
     }
-    const sigErr = await this.checkSignature(req, url, body);
+    const sigErr = await checkSignature(req, url, body, {
+      secret: this.opts.signingSecret,
+      required: this.opts.requireSignature,
+      nonces: this.nonces,
+    });
     if (sigErr) return sigErr;
 
     if (path === "/v1/eval-jobs") {
-      if (req.method === "POST") return await this.submit(body);
+      if (req.method === "POST") return await this.submit(body, req.headers.get("idempotency-key"));
       if (req.method === "GET") return this.listJobs(url);
       return problem(405, "use GET or POST", undefined, { allow: "GET, POST" });
     }
@@ -302,39 +356,10 @@ export class EvalServer {
     return problem(405, "use GET or DELETE", undefined, { allow: "GET, DELETE" });
   }
 
-  private async checkToken(req: Request): Promise<Response | undefined> {
-    if (!this.opts.token) return undefined; // --insecure-localhost on 127.0.0.1
-    const given = bearer(req.headers.get("authorization"));
-    if (given !== undefined && await timingSafeEqual(given, this.opts.token)) return undefined;
-    return problem(401, given === undefined ? "missing bearer token" : "bad token", undefined, {
-      "www-authenticate": 'Bearer realm="maieutic"',
-    });
-  }
-
-  private async checkSignature(req: Request, url: URL, body: Uint8Array): Promise<Response | undefined> {
-    const header = req.headers.get(SIGNATURE_HEADER);
-    if (header === null && !this.opts.requireSignature) return undefined;
-    if (!this.opts.signingSecret) return problem(401, "this server has no signing secret; send no signature");
-    const r = await verify(this.opts.signingSecret, header, {
-      method: req.method,
-      path: url.pathname + url.search,
-      body,
-    });
-    if (!r.ok) return problem(401, r.reason);
-    // A valid signature is good once (its timestamp window is 5 minutes; remembered for 11).
-    const now = Date.now();
-    if (this.seenSignatures.has(r.mac)) return problem(401, "replayed X-Maieutic-Signature");
-    if (this.seenSignatures.size > 1000) {
-      for (const [k, exp] of this.seenSignatures) if (exp < now) this.seenSignatures.delete(k);
-      while (this.seenSignatures.size > 100_000) {
-        this.seenSignatures.delete(this.seenSignatures.keys().next().value!);
-      }
+  private async submit(body: Uint8Array, idempotencyKey: string | null): Promise<Response> {
+    if (idempotencyKey !== null && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      return problem(400, "Idempotency-Key: 1 to 128 printable ASCII characters", "idempotency-key");
     }
-    this.seenSignatures.set(r.mac, now + 11 * 60_000);
-    return undefined;
-  }
-
-  private async submit(body: Uint8Array): Promise<Response> {
     let raw: unknown;
     try {
       raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
@@ -348,10 +373,7 @@ export class EvalServer {
     }
     const request = parsed.data;
     if (request.callback_url !== undefined) {
-      const err = checkCallbackUrl(
-        request.callback_url,
-        this.opts.allowLoopbackCallbacks ?? !!this.opts.insecureLocalhost,
-      );
+      const err = checkCallbackUrl(request.callback_url, this.callbackPolicy());
       if (err) return problem(400, err, "callback_url");
       if (!this.opts.signingSecret) {
         return problem(
@@ -368,13 +390,34 @@ export class EvalServer {
         data: await resolveData(request.data, this.roots, this.opts.cwd),
       };
     } catch (e) {
-      if (e instanceof PathError) return problem(400, e.message, e.field);
+      if (e instanceof PathError) return problem(400, relativeText(e.message, this.paths), e.field);
       throw e;
     }
     if (this.stopping) return problem(503, "server is shutting down", undefined, { "retry-after": "5" });
-    // Synchronous from the check to store.add's first await: concurrent submissions cannot overfill the queue.
+    // Synchronous from here to store.add's first await: concurrent submissions can neither overfill the queue
+    // nor both take one idempotency key.
+    if (idempotencyKey !== null) {
+      const prev = this.store.byIdempotencyKey(idempotencyKey);
+      if (prev) {
+        if (fingerprint(prev.request) !== fingerprint(request)) {
+          return problem(422, "Idempotency-Key was used for a different request", "idempotency-key");
+        }
+        return json(200, { id: prev.id, status: prev.status }, {
+          location: `/v1/eval-jobs/${prev.id}`,
+          "idempotent-replayed": "true",
+        });
+      }
+    }
     if (this.queueDepth() >= this.queueSize) {
       return problem(429, `queue full (${this.queueSize} jobs waiting)`, undefined, { "retry-after": "60" });
+    }
+    if (this.store.size() >= this.maxJobs) {
+      return problem(
+        429,
+        `job store full (${this.maxJobs} jobs kept; finished ones are deleted after --keep-days)`,
+        undefined,
+        { "retry-after": "3600" },
+      );
     }
     const now = new Date().toISOString();
     const job: EvalJob = {
@@ -388,6 +431,7 @@ export class EvalServer {
       created_at: now,
       timings: {},
       events: [],
+      idempotency_key: idempotencyKey ?? undefined,
       callback: request.callback_url
         ? { url: request.callback_url, state: "pending", attempts: 0 }
         : undefined,
@@ -395,7 +439,7 @@ export class EvalServer {
     try {
       await this.store.add(job);
     } finally {
-      this.wakeUp?.();
+      this.worker.wake();
     }
     return json(202, { id: job.id, status: "queued" }, { location: `/v1/eval-jobs/${job.id}` });
   }
@@ -432,154 +476,55 @@ export class EvalServer {
       await this.finish(job.id, "cancelled", { error: "cancelled before it started" });
       return json(200, publicJob(this.store.get(job.id)!));
     }
-    const cur = this.current;
-    if (cur && cur.id === job.id) {
-      cur.ac.abort(new CancelReason("cancelled by request"));
-      await Promise.race([cur.done, new Promise((r) => setTimeout(r, 10_000))]);
-    }
+    await this.worker.cancel(job.id);
     const after = this.store.get(job.id)!;
     return json(after.status === "cancelled" ? 200 : 202, publicJob(after));
   }
 
-  // ---- worker ----------------------------------------------------------------------------------------------
+  // ---- job ends --------------------------------------------------------------------------------------------
 
-  private async workLoop(): Promise<void> {
-    while (!this.stopping) {
-      const next = this.store.queued()[0];
-      if (!next) {
-        await new Promise<void>((r) => (this.wakeUp = r));
-        this.wakeUp = undefined;
-        continue;
-      }
-      try {
-        await this.runOne(next);
-      } catch (e) {
-        // Only a failing disk gets here; back off rather than spin.
-        this.log(`jobs: ${next.id}: ${(e as Error).message}`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-  }
-
-  private async runOne(job: EvalJob): Promise<void> {
-    const ac = new AbortController();
-    let resolveDone!: () => void;
-    const done = new Promise<void>((r) => (resolveDone = r));
-    this.current = { id: job.id, ac, done };
-    try {
-      const started = Date.now();
-      await this.store.update(job.id, (j) => {
-        j.status = "running";
-        j.attempts += 1;
-        j.started_at = new Date(started).toISOString();
-        j.timings.queued_ms = started - Date.parse(j.created_at);
-      });
-      this.log(`jobs: ${job.id} running (attempt ${job.attempts})`);
-      const timer = setTimeout(
-        () => ac.abort(new TimeoutReason(`timed out after ${this.timeoutMs / 1000} s`)),
-        this.timeoutMs,
-      );
-      let report: Record<string, unknown> | undefined;
-      let error: unknown;
-      try {
-        report = await this.raceAbort(this.runner(job, ac.signal), ac.signal);
-      } catch (e) {
-        error = e;
-      } finally {
-        clearTimeout(timer);
-      }
-      const runMs = Date.now() - started;
-      const reason = ac.signal.aborted ? ac.signal.reason : undefined;
-      if (error === undefined) {
-        // It finished: whatever arrived meanwhile (cancel, timeout, shutdown), the report stands.
-        await this.finish(job.id, "succeeded", { report, runMs });
-      } else if (reason instanceof ShutdownReason) {
-        await this.store.update(job.id, (j) => {
-          j.status = "queued";
-          j.attempts -= 1;
-          j.started_at = undefined;
-          j.pid = undefined;
-          j.events.push({ at: new Date().toISOString(), note: "server shut down while running; requeued" });
-        });
-      } else if (reason instanceof CancelReason) {
-        await this.finish(job.id, "cancelled", { error: "cancelled while running", runMs });
-      } else if (reason instanceof TimeoutReason) {
-        await this.finish(job.id, "failed", { error: reason.message, runMs });
-      } else {
-        await this.finish(job.id, "failed", { error: (error as Error)?.message ?? String(error), runMs });
-      }
-    } finally {
-      this.current = undefined;
-      resolveDone();
-    }
-  }
-
-  /** The runner's result, or a rejection once `signal` aborted and the runner ignored it for abortGraceMs. */
-  private raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => {
-        timer = setTimeout(() => reject(signal.reason), this.opts.abortGraceMs ?? 10_000);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      p.then(resolve, reject).finally(() => {
-        signal.removeEventListener("abort", onAbort);
-        if (timer !== undefined) clearTimeout(timer);
-      });
-    });
-  }
-
+  /**
+   * Records a job's end. The report and the error are cleaned first (relative paths, no secret, the report
+   * capped at maxReportBytes); the eval's own files are remembered so pruning deletes them with the job.
+   */
   private async finish(
     id: string,
     status: "succeeded" | "failed" | "cancelled",
-    r: { report?: Record<string, unknown>; error?: string; runMs?: number },
+    r: FinishInput,
   ): Promise<void> {
     const end = Date.now();
+    const outputs = r.report ? reportFiles(r.report, this.paths.cwd) : [];
+    const report = r.report
+      ? capReport(
+        cleanValue(r.report, this.paths, this.secrets) as Record<string, unknown>,
+        this.opts.maxReportBytes ?? DEFAULT_MAX_REPORT_BYTES,
+      )
+      : undefined;
+    const error = r.error === undefined
+      ? undefined
+      : redactText(relativeText(r.error, this.paths), this.secrets).slice(0, 8000);
     const job = await this.store.update(id, (j) => {
       j.status = status;
       j.finished_at = new Date(end).toISOString();
       j.pid = undefined;
-      if (r.report) j.report = r.report;
-      if (r.error !== undefined) j.error = this.redact(r.error).slice(0, 8000);
+      j.pid_start = undefined;
+      if (report) j.report = report;
+      if (outputs.length) j.outputs = outputs;
+      if (error !== undefined) j.error = error;
       if (r.runMs !== undefined) j.timings.run_ms = r.runMs;
       j.timings.total_ms = end - Date.parse(j.created_at);
     });
-    this.log(
-      `jobs: ${id} ${status}${r.error ? `: ${this.redact(r.error).split("\n")[0].slice(0, 300)}` : ""}`,
-    );
-    if (job.callback) this.sendCallback(id);
+    this.log(`jobs: ${id} ${status}${error ? `: ${error.split("\n")[0].slice(0, 300)}` : ""}`);
+    if (job.callback) this.deliveries.send(id);
   }
+}
 
-  // ---- callbacks -------------------------------------------------------------------------------------------
-
-  private sendCallback(id: string): void {
-    const job = this.store.get(id);
-    if (!job?.callback || job.callback.state !== "pending" || !this.opts.signingSecret) return;
-    const { callback: _c, events: _e, ...payload } = publicJob(job) as Record<string, unknown>;
-    const body = JSON.stringify(payload);
-    const p = deliver(job.callback.url, body, { ...this.opts.callback, secret: this.opts.signingSecret }, {
-      stop: this.stopCallbacks.signal,
-      headers: { "x-maieutic-job-id": id },
-      onAttempt: async (_n, r) => {
-        await this.store.update(id, (j) => {
-          const c = j.callback!;
-          c.attempts += 1;
-          if (r.ok) {
-            c.state = "delivered";
-            c.delivered_at = new Date().toISOString();
-            c.last_error = undefined;
-          } else c.last_error = r.error;
-        });
-      },
-    }).then(async (last) => {
-      if (!last.ok && !this.stopCallbacks.signal.aborted) {
-        await this.store.update(id, (j) => void (j.callback!.state = "failed"));
-        this.log(`jobs: ${id} callback failed after ${job.callback!.attempts} attempts: ${last.error}`);
-      }
-    }).catch((e) => this.log(`jobs: ${id} callback: ${(e as Error).message}`));
-    this.deliveries.add(p);
-    p.finally(() => this.deliveries.delete(p));
-  }
+/** The files an eval report says it wrote (`report_path`, `generation.samples_path`), as absolute paths. */
+function reportFiles(report: Record<string, unknown>, cwd: string): string[] {
+  const gen = report.generation as Record<string, unknown> | null | undefined;
+  return [report.report_path, gen?.samples_path]
+    .filter((p): p is string => typeof p === "string" && p.length > 0)
+    .map((p) => resolve(cwd, p));
 }
 
 /** Creates the server, starts it and listens. */

@@ -3,12 +3,14 @@
  * (temp file, fsync, rename, fsync of the directory), so an accepted job survives a crash of the process or
  * of the machine. Writes of one job are serialized so an older state can never land after a newer one.
  *
- * On open, the store recovers what a crash left: a job that was `running` is requeued once (its eval
- * subprocess, if still alive, is killed first) and failed on the second interruption; `queued` jobs stay
- * queued in submission order. Finished jobs older than `keepDays` (default 30) are deleted, so a long-lived
- * server's directory does not grow without bound (a job whose callback is still owed is kept).
+ * On open, the store recovers what a crash left: a job that was `running` is requeued once (what is left of
+ * its eval subprocess, found by the job id in its environment, is killed first; orphans.ts) and failed on the
+ * second interruption; `queued` jobs stay queued in submission order. Finished jobs older than `keepDays`
+ * (default 30) are deleted with the eval files they wrote (`outputs`), on open and by `prune()`, which the
+ * server runs periodically (a job whose callback is still owed is kept).
  */
-import { join } from "node:path";
+import { join, normalize, sep } from "node:path";
+import { reapJob } from "./orphans.ts";
 import { type EvalJob, EvalJobSchema, FINAL_STATUSES, type JobStatus } from "./schema.ts";
 
 const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -62,21 +64,16 @@ export interface StoreOptions {
   keepDays?: number;
   /** the clock, for tests (default Date.now) */
   now?: () => number;
-  /** kills an eval subprocess left over from a crashed server (default: reapOrphan) */
-  reap?: (pid: number, jobId: string) => Promise<void>;
+  /** kills what is left of a crashed server's eval subprocess for a job (default: reapJob, by job id) */
+  reap?: (pid: number | undefined, jobId: string) => Promise<void>;
+  /** a job's `outputs` are deleted with it only when inside one of these (and under an `evals` directory) */
+  outputRoots?: string[];
   log?: (line: string) => void;
 }
 
-/**
- * Kills a leftover eval subprocess of `jobId` (Linux: only when /proc/<pid>/environ carries
- * MAIEUTIC_JOB_ID=<jobId>, so a recycled pid is never hit).
- */
-export async function reapOrphan(pid: number, jobId: string): Promise<void> {
-  if (Deno.build.os !== "linux") return;
-  try {
-    const env = await Deno.readTextFile(`/proc/${pid}/environ`);
-    if (env.split("\0").includes(`MAIEUTIC_JOB_ID=${jobId}`)) Deno.kill(pid, "SIGKILL");
-  } catch { /* gone, or not ours */ }
+/** The default reaper: every process started for the job (found by MAIEUTIC_JOB_ID), killed and waited for. */
+export async function reapOrphan(_pid: number | undefined, jobId: string): Promise<void> {
+  await reapJob(jobId);
 }
 
 export class JobStore {
@@ -85,6 +82,9 @@ export class JobStore {
   /** jobs whose first write is in flight: counted in the queue depth, not yet handed to the worker */
   private adding = new Set<string>();
   private nextSeq = 0;
+  private keepDays = DEFAULT_KEEP_DAYS;
+  private outputRoots: string[] = [];
+  private log: (line: string) => void = () => {};
 
   private constructor(readonly dir: string) {}
 
@@ -98,9 +98,10 @@ export class JobStore {
     const log = opts.log ?? (() => {});
     await Deno.mkdir(dir, { recursive: true });
     const store = new JobStore(dir);
+    store.keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+    store.outputRoots = opts.outputRoots ?? [];
+    store.log = log;
     const recovered: RecoveryReport = { requeued: [], failed: [], corrupt: [], pruned: [] };
-    const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
-    const cutoff = keepDays > 0 ? (opts.now ?? Date.now)() - keepDays * 86_400_000 : -Infinity;
     for await (const e of Deno.readDir(dir)) {
       if (!e.isFile) continue;
       if (e.name.endsWith(".tmp")) {
@@ -122,21 +123,16 @@ export class JobStore {
         continue;
       }
       store.nextSeq = Math.max(store.nextSeq, job.seq + 1);
-      const finished = job.finished_at ? Date.parse(job.finished_at) : NaN;
-      if (
-        FINAL_STATUSES.includes(job.status) && finished < cutoff && job.callback?.state !== "pending"
-      ) {
-        await Deno.remove(path).catch(() => {});
-        recovered.pruned.push(job.id);
-        continue;
-      }
       store.jobs.set(job.id, job);
     }
+    recovered.pruned = await store.prune((opts.now ?? Date.now)());
     const now = new Date().toISOString();
     for (const job of store.jobs.values()) {
       if (job.status !== "running") continue;
-      if (job.pid !== undefined) await reap(job.pid, job.id);
+      // Found by job id, so a crash between the spawn and the pid's write leaves no orphan behind.
+      await reap(job.pid, job.id);
       job.pid = undefined;
+      job.pid_start = undefined;
       if (job.attempts >= maxAttempts) {
         job.status = "failed";
         job.finished_at = now;
@@ -154,12 +150,47 @@ export class JobStore {
       }
       await store.persist(job.id);
     }
-    if (recovered.pruned.length) {
-      log(
-        `jobs: removed ${recovered.pruned.length} finished job(s) older than ${keepDays} days (--keep-days)`,
-      );
-    }
     return { store, recovered };
+  }
+
+  /**
+   * Deletes finished jobs older than keepDays (by finished_at; never one whose callback is still owed), with
+   * the eval report files they wrote. Returns their ids.
+   */
+  async prune(now = Date.now()): Promise<string[]> {
+    if (!(this.keepDays > 0)) return [];
+    const cutoff = now - this.keepDays * 86_400_000;
+    const gone: string[] = [];
+    for (const job of [...this.jobs.values()]) {
+      const finished = job.finished_at ? Date.parse(job.finished_at) : NaN;
+      if (!FINAL_STATUSES.includes(job.status) || !(finished < cutoff) || job.callback?.state === "pending") {
+        continue;
+      }
+      if (this.chains.has(job.id)) continue; // a write in flight: next time
+      this.jobs.delete(job.id);
+      await Deno.remove(join(this.dir, `${job.id}.json`)).catch(() => {});
+      for (const f of job.outputs ?? []) {
+        if (this.isOutput(f)) await Deno.remove(f).catch(() => {});
+      }
+      gone.push(job.id);
+    }
+    if (gone.length) {
+      this.log(`jobs: removed ${gone.length} finished job(s) older than ${this.keepDays} days (--keep-days)`);
+    }
+    return gone;
+  }
+
+  /** A file an eval of ours may have written: under an `evals` directory inside an output root. */
+  private isOutput(f: string): boolean {
+    const n = normalize(f);
+    return this.outputRoots.some((r) => n.startsWith(normalize(r) + sep)) &&
+      n.split(sep).slice(0, -1).includes("evals") && !n.split(sep).includes("..");
+  }
+
+  /** The job holding an idempotency key, if any. */
+  byIdempotencyKey(key: string): EvalJob | undefined {
+    for (const j of this.jobs.values()) if (j.idempotency_key === key) return j;
+    return undefined;
   }
 
   /** The next submission number (submission order survives restarts). */

@@ -60,7 +60,8 @@ Deno.test("serve CLI: listens, answers, runs a job through `main.ts eval`, stops
       "listen line",
       30_000,
     );
-    const h = await api(base, "GET", "/healthz", { token: null });
+    assertEq((await api(base, "GET", "/healthz", { token: null })).json, { status: "ok" });
+    const h = await api(base, "GET", "/healthz");
     assertEq([h.status, h.json.model, h.json.queue_depth], [200, "tiny", 0]);
     assertEq((await api(base, "GET", "/v1/eval-jobs", { token: null })).status, 401);
     const r = await api(base, "POST", "/v1/eval-jobs", {
@@ -96,5 +97,20 @@ Deno.test("serve CLI: listens, answers, runs a job through `main.ts eval`, stops
     await tree.cleanup();
     assertEq(st.code, 0, `exit after SIGTERM (stderr: ${err})`);
     assert(!err.includes(TOKEN), "token printed");
+  }
+});
+
+Deno.test("serve CLI: --help shows the signature with its nonce, the limits and the callback allow-list", async () => {
+  const tree = await makeTree();
+  try {
+    const r = await spawn(["--help"], {}, tree.root).output();
+    const out = new TextDecoder().decode(r.stdout);
+    assertEq(r.code, 0);
+    assert(out.includes("t=<unix s>,n=<hex nonce>,v1=<hex>"), out);
+    for (const flag of ["--max-jobs", "--callback-host", "--header-timeout-s", "--max-connections"]) {
+      assert(out.includes(flag), `${flag} in help`);
+    }
+  } finally {
+    await tree.cleanup();
   }
 });

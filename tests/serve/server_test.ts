@@ -29,12 +29,13 @@ async function withServer(
   }
 }
 
-Deno.test("healthz needs no auth and reports adapter and queue depth", async () => {
+Deno.test("healthz needs no auth; with the token it reports adapter and queue depth", async () => {
   const gate = new Gate();
   await withServer(
     { runner: fakeRunner({ gate }), adapterInfo: { vendor: "test" }, model: "tiny" },
     async (s, t) => {
-      const h = await api(s.base, "GET", "/healthz", { token: null });
+      assertEq((await api(s.base, "GET", "/healthz", { token: null })).json, { status: "ok" });
+      const h = await api(s.base, "GET", "/healthz");
       assertEq(h.status, 200);
       assertEq(h.json.adapter, { vendor: "test" });
       assertEq(h.json.queue_depth, 0);
@@ -46,7 +47,7 @@ Deno.test("healthz needs no auth and reports adapter and queue depth", async () 
         assertEq(r.status, 202);
       }
       await waitFor(async () => (await api(s.base, "GET", "/healthz")).json.running === true, "running");
-      assertEq((await api(s.base, "GET", "/healthz", { token: null })).json.queue_depth, 2);
+      assertEq((await api(s.base, "GET", "/healthz")).json.queue_depth, 2);
       gate.open();
     },
   );
