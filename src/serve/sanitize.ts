@@ -34,7 +34,8 @@ export function relativePath(p: string, ctx: PathContext): string {
 }
 
 // An absolute POSIX path that is not part of a URL ("https://host/x") or of a relative path ("a/b", "1/2").
-const ABS_PATH = /(?<![\w:/.~\-])\/(?:[\w.@%+=~,\-]+\/?)+/g;
+// (One character class repeated, no nested quantifier: linear time on any input.)
+const ABS_PATH = /(?<![\w:/.~\-])\/[\w.@%+=~,\-][\w.@%+=~,\-/]*/g;
 
 /** Rewrites every absolute path in a text. */
 export function relativeText(s: string, ctx: PathContext): string {

@@ -2,6 +2,7 @@
 // listener this file starts; names are resolved by a stand-in resolver, never by DNS.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_CONNECTION_LIMITS } from "../../src/serve/http1.ts";
 import type { EvalJob } from "../../src/serve/schema.ts";
 import { sign, verify } from "../../src/serve/sign.ts";
 import {
@@ -126,6 +127,9 @@ Deno.test("slow clients are cut at the deadlines while /healthz keeps answering;
     }
     await Promise.all(writers);
     assert(times.every((ms) => ms < 6000), `every slow client cut within the deadline: ${times.join(",")}`);
+    // The same deadlines by default bound a slow client to 45 s (issue #18).
+    const d = DEFAULT_CONNECTION_LIMITS;
+    assert(d.headerTimeoutMs + d.bodyTimeoutMs <= 45_000, "default deadlines within 45 s");
     assertEq(s.server.store.size(), 0, "no trickled body made a job");
     assertEq((await api(s.base, "GET", "/healthz", { token: null })).status, 200);
   });
