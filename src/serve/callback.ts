@@ -102,6 +102,8 @@ export interface CallbackOptions {
   policy?: DestinationPolicy;
   /** name resolution (default DNS; tests pass a stand-in so no name is ever looked up) */
   resolve?: Resolver;
+  /** PEM certificates trusted for https callbacks besides the system's (tests: a test certificate) */
+  caCerts?: string[];
 }
 
 export interface AttemptResult {
@@ -119,6 +121,7 @@ async function postTo(
   headers: Record<string, string>,
   body: string,
   timeoutMs: number,
+  caCerts?: string[],
 ): Promise<number> {
   const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
   let conn: Deno.Conn | undefined;
@@ -134,7 +137,8 @@ async function postTo(
     conn = tcp;
     if (timedOut) throw new Error("timed out");
     if (url.protocol === "https:") {
-      conn = await Deno.startTls(tcp, { hostname: url.hostname.replace(/^\[(.*)\]$/, "$1") });
+      // TLS on the checked address, verified against the URL's name (SNI and certificate).
+      conn = await Deno.startTls(tcp, { hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"), caCerts });
     }
     const bytes = enc.encode(body);
     const head = [
@@ -197,6 +201,7 @@ export async function postSigned(
       },
       body,
       opts.timeoutMs ?? 10_000,
+      opts.caCerts,
     );
     if (status >= 200 && status < 300) return { ok: true, retryable: false };
     const retryable = status === 408 || status === 429 || status >= 500;

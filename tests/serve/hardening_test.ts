@@ -549,3 +549,50 @@ Deno.test("/healthz tells an unauthenticated caller only that the server is up",
     },
   );
 });
+
+Deno.test("https callbacks: TLS is started on the checked address and verified against the URL's name", async () => {
+  const cert = await Deno.readTextFile(new URL("./fixtures/cb_test.crt", import.meta.url));
+  const key = await Deno.readTextFile(new URL("./fixtures/cb_test.key", import.meta.url));
+  const got: string[] = [];
+  const ac = new AbortController();
+  // A loopback TLS listener of this test, with a test certificate for "cb.test" only.
+  const tls = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert, key, signal: ac.signal, onListen: () => {} },
+    async (req) => {
+      got.push(`${req.headers.get("host")} ${new URL(req.url).pathname} ${(await req.text()).length > 0}`);
+      return new Response(null, { status: 204 });
+    },
+  );
+  const port = tls.addr.port;
+  try {
+    await withServer({
+      signingSecret: SECRET,
+      allowLoopbackCallbacks: true,
+      resolveHost: (h: string) => Promise.resolve(h === "cb.test" || h === "other.test" ? ["127.0.0.1"] : []),
+      callback: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, timeoutMs: 2000, caCerts: [cert] },
+    }, async (s, t) => {
+      const post = (url: string) =>
+        api(s.base, "POST", "/v1/eval-jobs", {
+          body: { adapter: t.adapter, data: t.dataFile, callback_url: url },
+        });
+      const good = await post(`https://cb.test:${port}/hook`);
+      const wrongName = await post(`https://other.test:${port}/hook`);
+      await waitFor(
+        () => s.server.store.get(String(good.json.id))?.callback?.state === "delivered",
+        "delivered",
+      );
+      const c = await waitFor(() => {
+        const cb = s.server.store.get(String(wrongName.json.id))?.callback;
+        return cb?.state === "failed" ? cb : undefined;
+      }, "refused by certificate check");
+      assert(
+        c.last_error && !/HTTP \d/.test(c.last_error),
+        `a TLS error, not an HTTP answer: ${c.last_error}`,
+      );
+      assertEq(got, [`cb.test:${port} /hook true`]);
+    });
+  } finally {
+    ac.abort();
+    await tls.finished;
+  }
+});
