@@ -5,15 +5,10 @@
 // the product rounded first. Rounding to OP_T: a compiler folds f32(f16(v)) back to v in registers, so rnd4
 // rounds in integer arithmetic (nearest even to 11 significant bits for |v| ≥ 2^-14, to a multiple of 2^-24
 // below, after the clamp to ±OP_MAX), identical to the f32 → f16 conversion for every finite input.
-// The kernel declares the bindings Qa (qabsmax bytes), absmax2, tables ([0,16): NF4 code, [16,272): dynamic
-// map), Params fields `zero` (an opaque 0) and `offset`, and the override F16 (0: f32 operands, unrounded).
+// absmax_of and the codes come from lib/nf4_dequant.wgsl (its bindings and Params fields); the kernel also
+// declares the override F16 (0: f32 operands, unrounded).
 
-fn absmax_of(block: u32) -> f32 {
-  let q = (Qa[block >> 2u] >> ((block & 3u) * 8u)) & 0xffu;
-  let prod = tables[16u + q] * absmax2[block >> 8u];
-  // Opaque zero: no fma contraction of prod + offset (bitsandbytes rounds the product first).
-  return bitcast<f32>(bitcast<u32>(prod) ^ p.zero) + p.offset;
-}
+// #include nf4_dequant
 
 // v clamped to ±OP_MAX and rounded to the operand type (f16: nearest even), as f32.
 fn rnd4(v: vec4f) -> vec4f {

@@ -1,14 +1,13 @@
 /**
  * The machine's measured limits for `maieutic bench` (docs/ARCHITECTURE.md#performance: kernels are reported against them):
- * a streaming copy (kernels/bench_copy.wgsl) for memory bandwidth and an FMA loop (kernels/bench_fma.wgsl) for
+ * a streaming copy (kernels/bench/bench_copy.wgsl) for memory bandwidth and an FMA loop (kernels/bench/bench_fma.wgsl) for
  * arithmetic throughput. Each kernel figure is then given as a fraction of these two.
  */
-import copySource from "../../kernels/bench_copy.wgsl" with { type: "text" };
-import fmaSource from "../../kernels/bench_fma.wgsl" with { type: "text" };
+import copySource from "../../kernels/bench/bench_copy.wgsl" with { type: "text" };
+import fmaSource from "../../kernels/bench/bench_fma.wgsl" with { type: "text" };
 import { createBuffer } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { getKernel } from "../gpu/kernel.ts";
-import { f32 } from "../gpu/params.ts";
+import { defineKernel, getKernel } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { GpuTimer } from "./timing.ts";
 
@@ -26,13 +25,20 @@ export interface Ceilings {
 const WG = 256;
 const ITEMS = 4;
 
-/** dst = src over n vec4<f32> (kernels/bench_copy.wgsl). */
+const BENCH_COPY = defineKernel({ file: "bench/bench_copy.wgsl", code: copySource, params: { n: "u32" } });
+const BENCH_FMA = defineKernel({
+  file: "bench/bench_fma.wgsl",
+  code: fmaSource,
+  params: { n: "u32", iters: "u32", a: "f32", b: "f32" },
+});
+
+/** dst = src over n vec4<f32> (kernels/bench/bench_copy.wgsl). */
 export function recordCopy(rec: Recorder, src: GPUBuffer, dst: GPUBuffer, n: number): void {
-  const k = getKernel(rec.gpu, { file: "bench_copy.wgsl", code: copySource, constants: { WG, ITEMS } });
-  rec.dispatch(k, [src, dst], [n], Math.ceil(n / (WG * ITEMS)));
+  const k = getKernel(rec.gpu, { ...BENCH_COPY, constants: { WG, ITEMS } });
+  rec.dispatch(k, [src, dst], { n }, Math.ceil(n / (WG * ITEMS)));
 }
 
-/** `invocations` FMA-loop invocations of `iters` iterations each (kernels/bench_fma.wgsl); out[i] their sums. */
+/** `invocations` FMA-loop invocations of `iters` iterations each (kernels/bench/bench_fma.wgsl); out[i] their sums. */
 export function recordFma(
   rec: Recorder,
   out: GPUBuffer,
@@ -41,8 +47,8 @@ export function recordFma(
   a = 0.999,
   b = 0.001,
 ): void {
-  const k = getKernel(rec.gpu, { file: "bench_fma.wgsl", code: fmaSource, constants: { WG } });
-  rec.dispatch(k, [out], [invocations, iters, f32(a), f32(b)], Math.ceil(invocations / WG));
+  const k = getKernel(rec.gpu, { ...BENCH_FMA, constants: { WG } });
+  rec.dispatch(k, [out], { n: invocations, iters, a, b }, Math.ceil(invocations / WG));
 }
 
 /** FLOP of recordFma: 8 vec4 FMA chains per iteration. */

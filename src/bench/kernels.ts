@@ -14,23 +14,22 @@
  * MAIEUTIC_KERNELS=tiled|regblock), plus decode-sized cases (1 token: the small-M paths).
  *
  * Also the kernel ladder (naive → tiled → fused) on one projection shape, the tiled family forced: a naive
- * one-thread-per-output matmul (kernels/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, the
- * first register-blocked prototype (kernels/bench_matmul_regblock.wgsl), the tiled kernel with an f16 weight,
- * dequantize the NF4 weight to f16 then the tiled matmul (kernels/bench_nf4_dequant.wgsl + matmul.wgsl, the
+ * one-thread-per-output matmul (kernels/bench/bench_matmul_naive.wgsl), the tiled kernels/matmul.wgsl in f32, the
+ * first register-blocked prototype (kernels/bench/bench_matmul_regblock.wgsl), the tiled kernel with an f16 weight,
+ * dequantize the NF4 weight to f16 then the tiled matmul (kernels/bench/bench_nf4_dequant.wgsl + matmul.wgsl, the
  * path docs/ARCHITECTURE.md#performance rules out), and the fused NF4 kernel (kernels/nf4_matmul.wgsl); then the register-blocked
  * family on the same shape (kernels/matmul_regblock.wgsl in f32 and with an f16 weight,
  * kernels/nf4_matmul_regblock.wgsl).
  */
 import { idle } from "../gpu/readback.ts";
-import fillSource from "../../kernels/fill_random.wgsl" with { type: "text" };
-import naiveSource from "../../kernels/bench_matmul_naive.wgsl" with { type: "text" };
-import dequantSource from "../../kernels/bench_nf4_dequant.wgsl" with { type: "text" };
-import regblockSource from "../../kernels/bench_matmul_regblock.wgsl" with { type: "text" };
+import naiveSource from "../../kernels/bench/bench_matmul_naive.wgsl" with { type: "text" };
+import dequantSource from "../../kernels/bench/bench_nf4_dequant.wgsl" with { type: "text" };
+import regblockSource from "../../kernels/bench/bench_matmul_regblock.wgsl" with { type: "text" };
 import { createBuffer, upload } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { getKernel } from "../gpu/kernel.ts";
+import { defineKernel, getKernel } from "../gpu/kernel.ts";
+import { type FillMode, fillRandom } from "../model/ops/fill_random.ts";
 import { type Elem, matmul, matmulFlops, type MatmulShape } from "../gpu/ops/matmul.ts";
-import { f32 } from "../gpu/params.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import type { Gemma2Config } from "../config/gemma2.ts";
 import {
@@ -122,18 +121,16 @@ class Filler {
   constructor(readonly gpu: Gpu) {
     this.rec = new Recorder(gpu, { label: "bench-fill" });
   }
-  /** mode 0: random u32 words; 1: f32 in [lo, hi); 2: f16 pairs in [lo, hi). */
-  fill(buf: GPUBuffer, words: number, mode: 0 | 1 | 2, lo = -1, hi = 1): GPUBuffer {
-    const k = getKernel(this.gpu, { file: "fill_random.wgsl", code: fillSource, constants: { MODE: mode } });
-    this.rec.dispatch(k, [buf], [words, this.seed++, f32(lo), f32(hi)], Math.ceil(words / 256));
+  fill(buf: GPUBuffer, words: number, mode: FillMode, lo = -1, hi = 1): GPUBuffer {
+    fillRandom(this.rec, buf, { words, mode, lo, hi, seed: this.seed++ });
     return buf;
   }
   f32(label: string, n: number, lo = -1, hi = 1): GPUBuffer {
-    return this.fill(createBuffer(this.gpu, label, n * 4), n, 1, lo, hi);
+    return this.fill(createBuffer(this.gpu, label, n * 4), n, "f32", lo, hi);
   }
   f16(label: string, n: number, lo = -1, hi = 1): GPUBuffer {
     const words = Math.ceil(n / 2);
-    return this.fill(createBuffer(this.gpu, label, words * 4), words, 2, lo, hi);
+    return this.fill(createBuffer(this.gpu, label, words * 4), words, "f16", lo, hi);
   }
   nf4(label: string, out: number, inF: number): Nf4Weight {
     const b = nf4Bytes(out * inF);
@@ -141,12 +138,12 @@ class Filler {
     return {
       kind: "nf4",
       shape: [out, inF],
-      packed: this.fill(createBuffer(this.gpu, `${label}.packed`, b.packed), b.packed / 4, 0),
-      qabsmax: this.fill(createBuffer(this.gpu, `${label}.qabsmax`, b.qabsmax), b.qabsmax / 4, 0),
+      packed: this.fill(createBuffer(this.gpu, `${label}.packed`, b.packed), b.packed / 4, "bits"),
+      qabsmax: this.fill(createBuffer(this.gpu, `${label}.qabsmax`, b.qabsmax), b.qabsmax / 4, "bits"),
       absmax2: this.fill(
         createBuffer(this.gpu, `${label}.absmax2`, b.absmax2),
         b.absmax2 / 4,
-        1,
+        "f32",
         scale,
         scale,
       ),
@@ -616,7 +613,24 @@ export async function benchKernels(
 
 // ---- the ladder ----
 
-/** C[M, N] = A[M, K]·B[N, K]ᵀ in f32 with kernels/bench_matmul_naive.wgsl (one invocation per output). */
+const MNK = { M: "u32", N: "u32", K: "u32" } as const;
+const BENCH_MATMUL_NAIVE = defineKernel({
+  file: "bench/bench_matmul_naive.wgsl",
+  code: naiveSource,
+  params: MNK,
+});
+const BENCH_MATMUL_REGBLOCK = defineKernel({
+  file: "bench/bench_matmul_regblock.wgsl",
+  code: regblockSource,
+  params: MNK,
+});
+const BENCH_NF4_DEQUANT = defineKernel({
+  file: "bench/bench_nf4_dequant.wgsl",
+  code: dequantSource,
+  params: { words: "u32", offset: "f32", zero: "u32" },
+});
+
+/** C[M, N] = A[M, K]·B[N, K]ᵀ in f32 with kernels/bench/bench_matmul_naive.wgsl (one invocation per output). */
 export function recordNaiveMatmul(
   rec: Recorder,
   A: Binding,
@@ -624,12 +638,12 @@ export function recordNaiveMatmul(
   C: Binding,
   s: { M: number; N: number; K: number },
 ): void {
-  const k = getKernel(rec.gpu, { file: "bench_matmul_naive.wgsl", code: naiveSource });
-  rec.dispatch(k, [A, B, C], [s.M, s.N, s.K], [Math.ceil(s.N / 16), Math.ceil(s.M / 16)]);
+  const k = getKernel(rec.gpu, BENCH_MATMUL_NAIVE);
+  rec.dispatch(k, [A, B, C], { M: s.M, N: s.N, K: s.K }, [Math.ceil(s.N / 16), Math.ceil(s.M / 16)]);
 }
 
 /**
- * C[M, N] = A[M, K]·B[N, K]ᵀ in f32 with kernels/bench_matmul_regblock.wgsl (4×4 register blocks, no workgroup
+ * C[M, N] = A[M, K]·B[N, K]ᵀ in f32 with kernels/bench/bench_matmul_regblock.wgsl (4×4 register blocks, no workgroup
  * memory; K % 4 == 0 and A, B bound whole from offset 0).
  */
 export function recordRegblockMatmul(
@@ -640,22 +654,18 @@ export function recordRegblockMatmul(
   s: { M: number; N: number; K: number },
 ): void {
   if (s.K % 4) throw new RangeError(`bench_matmul_regblock: K = ${s.K} is not a multiple of 4`);
-  const k = getKernel(rec.gpu, { file: "bench_matmul_regblock.wgsl", code: regblockSource });
-  rec.dispatch(k, [A, B, C], [s.M, s.N, s.K], [Math.ceil(s.N / 32), Math.ceil(s.M / 32)]);
+  const k = getKernel(rec.gpu, BENCH_MATMUL_REGBLOCK);
+  rec.dispatch(k, [A, B, C], { M: s.M, N: s.N, K: s.K }, [Math.ceil(s.N / 32), Math.ceil(s.M / 32)]);
 }
 
-/** out = the NF4 weight dequantized to f16, row-major [out, in], with kernels/bench_nf4_dequant.wgsl. */
+/** out = the NF4 weight dequantized to f16, row-major [out, in], with kernels/bench/bench_nf4_dequant.wgsl. */
 export function recordNf4Dequant(rec: Recorder, w: Nf4Weight, out: Binding): void {
   const words = Math.ceil((w.shape[0] * w.shape[1]) / 8);
-  const k = getKernel(rec.gpu, {
-    file: "bench_nf4_dequant.wgsl",
-    code: dequantSource,
-    constants: { WG: 256 },
-  });
+  const k = getKernel(rec.gpu, { ...BENCH_NF4_DEQUANT, constants: { WG: 256 } });
   rec.dispatch(
     k,
     [w.packed, w.qabsmax, w.absmax2, nf4Tables(rec.gpu), out],
-    [words, f32(w.offset)],
+    { words, offset: w.offset, zero: 0 },
     Math.ceil(words / 256),
   );
 }

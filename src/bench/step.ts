@@ -15,7 +15,7 @@ import { idle } from "../gpu/readback.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { checkKernels, type Kernel } from "../gpu/kernel.ts";
-import type { ParamValue } from "../gpu/params.ts";
+import type { ParamSchema, ParamsOf } from "../gpu/params.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import { initLoraParams } from "../lora/params.ts";
 import { type Gemma2Config, isSlidingLayer, projectionDims, PROJECTIONS } from "../config/gemma2.ts";
@@ -73,10 +73,10 @@ export class FilterRecorder extends Recorder {
     return this.keep === null || this.keep === f;
   }
 
-  override dispatch(
-    kernel: Kernel,
+  override dispatch<S extends ParamSchema>(
+    kernel: Kernel<S>,
     bindings: readonly (Binding | null)[],
-    params: readonly ParamValue[] | null,
+    params: ParamsOf<S> | null,
     groups: number | readonly [number, number?, number?],
   ): void {
     if (this.count(kernelFamily(kernel.name))) super.dispatch(kernel, bindings, params, groups);

@@ -9,7 +9,7 @@
  */
 import calibrateSource from "../../kernels/calibrate.wgsl" with { type: "text" };
 import type { Gpu } from "./device.ts";
-import { getKernel } from "./kernel.ts";
+import { defineKernel, getKernel } from "./kernel.ts";
 import { Recorder } from "./recorder.ts";
 import { readF32 } from "./readback.ts";
 
@@ -53,10 +53,16 @@ export function refusalReason(
   return null;
 }
 
+const CALIBRATE = defineKernel({
+  file: "calibrate.wgsl",
+  code: calibrateSource,
+  params: { iters: "u32", n: "u32" },
+});
+
 /** Records kernels/calibrate.wgsl over `n` invocations (rounded up to whole workgroups of 64) into `out`. */
 export function recordCalibration(rec: Recorder, out: GPUBuffer, iters: number, n: number): void {
-  const kernel = getKernel(rec.gpu, { file: "calibrate.wgsl", code: calibrateSource });
-  rec.dispatch(kernel, [out], [iters, n], Math.ceil(n / 64));
+  const kernel = getKernel(rec.gpu, CALIBRATE);
+  rec.dispatch(kernel, [out], { iters, n }, Math.ceil(n / 64));
 }
 
 /**

@@ -7,19 +7,26 @@
  * kernel surfaces as a WgslError naming the file and line instead of silent zeros.
  *
  * Binding convention for every kernel in kernels/*.wgsl: `@group(0) @binding(0)` is the uniform parameter
- * block (when the kernel has one), then storage buffers at bindings 1, 2, ... in the order the wrapper passes
- * them. 1-D grids larger than maxComputeWorkgroupsPerDimension are folded into y (Recorder.dispatch): such
- * kernels compute their linear workgroup index as `wg.x + wg.y * nwg.x` and guard against overshoot.
+ * block `p: Params` (when the kernel has one), then storage buffers at bindings 1, 2, ... in the order the
+ * wrapper passes them. `struct Params` is not in the .wgsl file: the wrapper declares its fields once
+ * (defineKernel's `params`), the host prepends the generated struct (one line, which error messages subtract)
+ * and Recorder.dispatch checks the named values against it (src/gpu/params.ts). 1-D grids larger than
+ * maxComputeWorkgroupsPerDimension are folded into y (Recorder.dispatch): such kernels compute their linear
+ * workgroup index as `wg.x + wg.y * nwg.x` and guard against overshoot.
  *
- * WGSL has no includes: a kernel that says `// #include <lib>` gets one of two files appended, with the same
+ * WGSL has no includes: a kernel (or a library) that says `// #include <lib>` gets the library appended once
+ * (libraries it includes too, each once). A library with two variants appends one of two files, with the same
  * names: the subgroup variant when the device has `subgroups` (of at least the library's width), else the
  * fallback. `reduce`: kernels/lib/reduce_subgroup.wgsl or reduce_workgroup.wgsl (workgroup sums and maxima);
  * `row8`: kernels/lib/row8_subgroup.wgsl (needs subgroups ≥ 8 lanes) or row8_load.wgsl (an operand row shared
  * by a register-blocked workgroup). MAIEUTIC_SUBGROUPS=0 forces every fallback (tests run both). A library
- * can also be one text for every device (`nf4_regs`: the register-blocked kernels' NF4 dequantization;
- * `attention_scores`, `attention_kv_tile`, `attention_query_rows`: what the tiled attention kernels share).
+ * can also be one text for every device: `nf4_dequant` (bitsandbytes' absmax and the 4-bit codes, every NF4
+ * kernel), `nf4_regs` (the register-blocked kernels' NF4 dequantization), `pcg` (the counter-based hash),
+ * `dropout` (the LoRA dropout mask), `softcap` (Gemma-2's score softcapping), `attention_scores`,
+ * `attention_kv_tile`, `attention_query_rows` (what the tiled attention kernels share).
  */
 import { type Gpu, subgroupsFromEnv, waitGpu } from "./device.ts";
+import { type ParamSchema, type ParamsOf, paramsStruct } from "./params.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
 import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
 import row8SubgroupSource from "../../kernels/lib/row8_subgroup.wgsl" with { type: "text" };
@@ -28,11 +35,20 @@ import nf4RegsSource from "../../kernels/lib/nf4_regs.wgsl" with { type: "text" 
 import attentionScoresSource from "../../kernels/lib/attention_scores.wgsl" with { type: "text" };
 import attentionKvTileSource from "../../kernels/lib/attention_kv_tile.wgsl" with { type: "text" };
 import attentionQueryRowsSource from "../../kernels/lib/attention_query_rows.wgsl" with { type: "text" };
+import nf4DequantSource from "../../kernels/lib/nf4_dequant.wgsl" with { type: "text" };
+import pcgSource from "../../kernels/lib/pcg.wgsl" with { type: "text" };
+import dropoutSource from "../../kernels/lib/dropout.wgsl" with { type: "text" };
+import softcapSource from "../../kernels/lib/softcap.wgsl" with { type: "text" };
 
-export interface KernelSpec {
+export interface KernelSpec<S extends ParamSchema = ParamSchema> {
   /** File name under kernels/, used in errors and profiles, e.g. "matmul.wgsl". */
   file: string;
   code: string;
+  /**
+   * The uniform `Params` (binding 0) by field, in order: the WGSL struct is generated from it (src/gpu/params.ts)
+   * and the values a dispatch passes are checked against it. Absent when the kernel has no uniform block.
+   */
+  params?: S;
   entry?: string;
   constants?: Record<string, number>;
   /** Whole-word text substitutions applied before compiling, e.g. { A_T: "f16" }. */
@@ -66,7 +82,11 @@ const LIBRARIES: Record<string, Library> = {
       workgroup: { file: "lib/row8_load.wgsl", code: row8LoadSource },
     },
   },
+  nf4_dequant: { shared: { file: "lib/nf4_dequant.wgsl", code: nf4DequantSource } },
   nf4_regs: { shared: { file: "lib/nf4_regs.wgsl", code: nf4RegsSource } },
+  pcg: { shared: { file: "lib/pcg.wgsl", code: pcgSource } },
+  dropout: { shared: { file: "lib/dropout.wgsl", code: dropoutSource } },
+  softcap: { shared: { file: "lib/softcap.wgsl", code: softcapSource } },
   attention_scores: { shared: { file: "lib/attention_scores.wgsl", code: attentionScoresSource } },
   attention_kv_tile: { shared: { file: "lib/attention_kv_tile.wgsl", code: attentionKvTileSource } },
   attention_query_rows: { shared: { file: "lib/attention_query_rows.wgsl", code: attentionQueryRowsSource } },
@@ -108,10 +128,32 @@ export function reductionsFor(gpu: Gpu): Reductions {
   return gpu.subgroups ? "subgroup" : "workgroup";
 }
 
-export interface Kernel {
+export interface Kernel<S extends ParamSchema = ParamSchema> {
   readonly name: string;
+  /** `kernels/<file>`, for errors. */
+  readonly where: string;
   readonly pipeline: GPUComputePipeline;
-  readonly hasParams: boolean;
+  /** The uniform block's fields, or null when the kernel has none. */
+  readonly params: S | null;
+}
+
+/** The Params values of a kernel declared with defineKernel: `KernelParams<typeof ROPE>`. */
+export type KernelParams<K> = K extends KernelSpec<infer S> ? ParamsOf<S> : never;
+
+/** The pipeline type getKernel returns for a kernel declared with defineKernel. */
+export type KernelOf<K> = K extends KernelSpec<infer S> ? Kernel<S> : never;
+
+/**
+ * A kernel's file, source and Params declared once (the wrapper's module constant); wrappers spread it into
+ * getKernel with their constants and types: `getKernel(gpu, { ...ROPE, constants })`.
+ */
+export function defineKernel<S extends ParamSchema>(spec: KernelSpec<S>): KernelSpec<S> {
+  if (/^\s*struct\s+Params\b/m.test(spec.code)) {
+    throw new WgslError(
+      `kernels/${spec.file} declares struct Params: declare its fields in TypeScript (params)`,
+    );
+  }
+  return spec;
 }
 
 export class WgslError extends Error {
@@ -148,10 +190,27 @@ export function kernelKey(spec: KernelSpec, libraries?: LibraryChoice): string {
 
 const includes = new Map<string, string[]>(); // kernel source -> its `// #include` names (getKernel runs per dispatch)
 
+/**
+ * The libraries a kernel includes, directly or through the libraries it includes (each once, in the order
+ * first met; WGSL declarations at module scope may come in any order). An unknown name is kept so that
+ * expandSource can name it in its error.
+ */
 function includedLibraries(code: string): string[] {
   let names = includes.get(code);
   if (names === undefined) {
-    includes.set(code, names = [...new Set([...code.matchAll(INCLUDE)].map((m) => m[1]))]);
+    const out: string[] = [];
+    const visit = (text: string) => {
+      for (const [, name] of text.matchAll(INCLUDE)) {
+        if (out.includes(name)) continue;
+        out.push(name);
+        const lib = LIBRARIES[name];
+        if (!lib) continue;
+        if ("shared" in lib) visit(lib.shared.code);
+        else for (const v of Object.values(lib.variants)) visit(v.code);
+      }
+    };
+    visit(code);
+    includes.set(code, names = out);
   }
   return names;
 }
@@ -164,7 +223,8 @@ export interface AppendedLibrary {
 
 /**
  * Applies the type substitutions, appends the `// #include` libraries (after the kernel, so the kernel's line
- * numbers stay) and adds `enable f16;` when the code uses f16.
+ * numbers stay), and prepends the generated `struct Params` (one line) and `enable f16;` when the code uses f16:
+ * `prologueLines` counts the prepended lines, which error messages subtract.
  */
 export function expandSource(
   spec: KernelSpec,
@@ -184,12 +244,17 @@ export function expandSource(
   for (const [k, v] of Object.entries(spec.types ?? {})) {
     code = code.replace(new RegExp(`\\b${k}\\b`, "g"), v);
   }
+  let prologueLines = 0;
+  if (spec.params) {
+    code = paramsStruct(spec.params) + "\n" + code;
+    prologueLines++;
+  }
   // Comments mention f16 freely (the f32 variants explain the rounding they skip): only code counts.
   if (/\bf16\b/.test(code.replace(/\/\/[^\n]*/g, "")) && !/^\s*enable\s+f16\s*;/m.test(code)) {
     if (!f16Available) throw new WgslError(`kernels/${spec.file} uses f16 but the adapter lacks shader-f16`);
-    return { code: "enable f16;\n" + code, prologueLines: 1, libraries };
+    return { code: "enable f16;\n" + code, prologueLines: prologueLines + 1, libraries };
   }
-  return { code, prologueLines: 0, libraries };
+  return { code, prologueLines, libraries };
 }
 
 /** `kernels/<file>:<line>` for a line of the expanded source (the kernel's own or an appended library's). */
@@ -203,14 +268,22 @@ function sourceLine(spec: KernelSpec, libraries: AppendedLibrary[], line: number
 }
 
 /** Builds (or returns the cached) pipeline for a kernel. */
-export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
+export function getKernel<S extends ParamSchema>(gpu: Gpu, spec: KernelSpec<S>): Kernel<S> {
   const s = state(gpu);
   const choice = includedLibraries(spec.code).length ? libraryVariants(gpu) : undefined;
   const key = kernelKey(spec, choice);
   const hit = s.cache.get(key);
-  if (hit) return hit;
+  if (hit) return hit as Kernel<S>;
   const { device } = gpu;
   const { code, prologueLines, libraries } = expandSource(spec, gpu.f16, choice);
+  const usesParams = /@group\(0\)\s*@binding\(0\)\s*var<uniform>/.test(code);
+  if (usesParams !== Boolean(spec.params)) {
+    throw new WgslError(
+      usesParams
+        ? `kernels/${spec.file} has a uniform Params block but its spec declares no params`
+        : `kernels/${spec.file}: params declared but the kernel has no uniform at @group(0) @binding(0)`,
+    );
+  }
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: spec.file, code });
   const pipeline = device.createComputePipeline({
@@ -233,7 +306,12 @@ export function getKernel(gpu: Gpu, spec: KernelSpec): Kernel {
       return err ? new WgslError(`kernels/${spec.file} (${key}): ${err.message}`) : null;
     }),
   );
-  const kernel = { name: key, pipeline, hasParams: /@group\(0\)\s*@binding\(0\)\s*var<uniform>/.test(code) };
+  const kernel: Kernel<S> = {
+    name: key,
+    where: `kernels/${spec.file}`,
+    pipeline,
+    params: spec.params ?? null,
+  };
   s.cache.set(key, kernel);
   return kernel;
 }

@@ -6,7 +6,7 @@
  */
 import type { Gpu } from "./device.ts";
 import type { Kernel } from "./kernel.ts";
-import { encodeParams, type ParamValue } from "./params.ts";
+import { encodeParams, type ParamSchema, type ParamsOf } from "./params.ts";
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
@@ -57,9 +57,7 @@ export class Recorder {
     this.maxProfiled = opts.maxProfiled ?? PROFILED_PER_SET;
   }
 
-  private paramSlot(values: readonly ParamValue[]): { buffer: GPUBuffer; offset: number; size: number } {
-    const bytes = encodeParams(values);
-    if (bytes.byteLength > SLOT) throw new RangeError(`params block of ${bytes.byteLength} bytes > ${SLOT}`);
+  private paramSlot(bytes: Uint8Array<ArrayBuffer>): { buffer: GPUBuffer; offset: number; size: number } {
     let chunk = this.chunks[this.chunks.length - 1];
     if (!chunk || chunk.used + SLOT > CHUNK) {
       const pool = freeChunks.get(this.gpu.device) ?? [];
@@ -112,22 +110,30 @@ export class Recorder {
   }
 
   /**
-   * One dispatch. `bindings` fill binding 1, 2, ... (null leaves a number out). `groups` is a workgroup count: a number (1-D, folded over x/y when above the limit) or an
-   * explicit [x, y, z].
+   * One dispatch. `bindings` fill binding 1, 2, ... (null leaves a number out). `params` are the kernel's
+   * Params by name, checked against its declaration (src/gpu/params.ts), or null for a kernel without. `groups`
+   * is a workgroup count: a number (1-D, folded over x/y when above the limit) or an explicit [x, y, z].
    */
-  dispatch(
-    kernel: Kernel,
+  dispatch<S extends ParamSchema>(
+    kernel: Kernel<S>,
     bindings: readonly (Binding | null)[],
-    params: readonly ParamValue[] | null,
+    params: ParamsOf<S> | null,
     groups: number | readonly [number, number?, number?],
   ): void {
     if (this.submitted) throw new Error("Recorder already submitted");
     const entries: GPUBindGroupEntry[] = [];
     let b = 0;
-    if (kernel.hasParams) {
-      if (!params) throw new Error(`${kernel.name}: kernel has a Params block but no params were given`);
-      entries.push({ binding: b++, resource: this.paramSlot(params) });
+    if (kernel.params) {
+      if (!params) {
+        throw new RangeError(`${kernel.where}: kernel has a Params block but no params were given`);
+      }
+      const bytes = encodeParams(kernel.where, kernel.params, params);
+      if (bytes.byteLength > SLOT) {
+        throw new RangeError(`params block of ${bytes.byteLength} bytes > ${SLOT}`);
+      }
+      entries.push({ binding: b++, resource: this.paramSlot(bytes) });
     } else {
+      if (params) throw new RangeError(`${kernel.where}: kernel has no Params block but params were given`);
       b = 1;
     }
     // null skips a binding number: auto layouts drop bindings an entry point does not use.

@@ -1,7 +1,7 @@
 /**
  * LoRA dropout (PEFT lora/layer.py: `lora_dropout[adapter]` = nn.Dropout(p) on the branch input only), as a
  * counter-based mask that is regenerated wherever it is needed instead of being stored
- * (kernels/lora_dropout.wgsl). The mask of one LoRA layer in one forward is a pure function of
+ * (kernels/lib/dropout.wgsl, `// #include dropout`). The mask of one LoRA layer in one forward is a pure function of
  * (seed, step, stream, element index):
  *  - `seed`: the run's seed (training.seed);
  *  - `step`: unique per forward of a micro-batch (e.g. the global micro-batch counter), so every micro-batch
@@ -12,11 +12,6 @@
  *  - element index: token * in_features + feature of x.
  * Kept elements are scaled by f32(1/(1-p)) (inverted dropout, as torch); p = 1 drops everything.
  */
-import dropoutSource from "../../kernels/lora_dropout.wgsl" with { type: "text" };
-import { getKernel } from "../gpu/kernel.ts";
-import type { ParamValue } from "../gpu/params.ts";
-import { f32 } from "../gpu/params.ts";
-import type { Binding, Recorder } from "../gpu/recorder.ts";
 
 export interface DropoutSpec {
   /** Drop probability (lora_dropout). 0 = identity. */
@@ -28,16 +23,7 @@ export interface DropoutSpec {
   stream: number;
 }
 
-const END_OF_LIB = "// ---- end of dropout library ----";
-
-/** The WGSL functions `pcg_hash` and `dropout_mult`, appended by the host to kernels that regenerate masks. */
-export const DROPOUT_WGSL_LIB: string = (() => {
-  const i = dropoutSource.indexOf(END_OF_LIB);
-  if (i < 0) throw new Error("kernels/lora_dropout.wgsl lost its end-of-library marker");
-  return dropoutSource.slice(0, i);
-})();
-
-/** PCG-RXS-M-XS 32-bit hash (kernels/lora_dropout.wgsl `pcg_hash`), bit-identical. */
+/** PCG-RXS-M-XS 32-bit hash (kernels/lib/pcg.wgsl `pcg`), bit-identical. */
 export function pcgHash(v: number): number {
   const state = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;
   const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
@@ -64,15 +50,23 @@ export function isActive(d: DropoutSpec | null | undefined): d is DropoutSpec {
   return Boolean(d && d.p > 0);
 }
 
-/**
- * The kernel parameter words `dropout, k0, k1, threshold, scale` (that order, as every dropout-aware kernel
- * declares them). Inactive dropout gives dropout = 0 (the other words are then unused).
- */
-export function dropoutParams(d: DropoutSpec | null | undefined): ParamValue[] {
-  if (!isActive(d)) return [0, 0, 0, 0, f32(1)];
+/** The Params fields of every kernel that applies the mask (kernels/lib/dropout.wgsl), spread last into theirs. */
+export const DROPOUT_PARAMS = {
+  dropout: "u32",
+  k0: "u32",
+  k1: "u32",
+  threshold: "u32",
+  scale: "f32",
+} as const;
+
+/** The values of DROPOUT_PARAMS. Inactive dropout gives dropout = 0 (the others are then unused). */
+export function dropoutParams(
+  d: DropoutSpec | null | undefined,
+): { dropout: number; k0: number; k1: number; threshold: number; scale: number } {
+  if (!isActive(d)) return { dropout: 0, k0: 0, k1: 0, threshold: 0, scale: 1 };
   if (!(d.p <= 1)) throw new RangeError(`lora_dropout must be in [0, 1], got ${d.p}`);
   const [k0, k1] = dropoutKey(d.seed, d.step, d.stream);
-  return [1, k0, k1, dropoutThreshold(d.p), f32(dropoutScale(d.p))];
+  return { dropout: 1, k0, k1, threshold: dropoutThreshold(d.p), scale: dropoutScale(d.p) };
 }
 
 /** threshold = round(p · 2^32) (clamped): an element is kept when its hash is >= threshold. */
@@ -96,20 +90,4 @@ export function dropoutMaskCpu(count: number, d: DropoutSpec | null | undefined)
     out[i] = pcgHash((pcgHash((i + k0) >>> 0) ^ k1) >>> 0) >= thr ? scale : 0;
   }
   return out;
-}
-
-/**
- * Records a dispatch writing the mask multipliers of elements 0..count-1 into `out` (f32), for tests and
- * debugging: the training kernels never materialize it. Inactive dropout writes 1s.
- */
-export function recordDropoutMask(
-  rec: Recorder,
-  out: Binding,
-  count: number,
-  d: DropoutSpec | null | undefined,
-): void {
-  const k = getKernel(rec.gpu, { file: "lora_dropout.wgsl", code: dropoutSource });
-  // Inactive: k0 = k1 = threshold = 0 and scale 1, so every element is kept with multiplier 1.
-  const [, k0, k1, thr, scale] = dropoutParams(d);
-  rec.dispatch(k, [out], [count, k0, k1, thr, scale], Math.ceil(count / 256));
 }

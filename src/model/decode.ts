@@ -29,18 +29,16 @@
  * only visits the window). Everything is allocated through the engine's BufferPool (kind "decode") and given
  * back by destroy().
  */
-import argmaxSource from "../../kernels/argmax.wgsl" with { type: "text" };
-import decodeSource from "../../kernels/attention_decode.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { getKernel } from "../gpu/kernel.ts";
-import { f32 } from "../gpu/params.ts";
 import { readBuffer, readF32 } from "../gpu/readback.ts";
 import { type Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraTarget } from "../lora/params.ts";
 import { collectGarbage } from "../util/gc.ts";
 import { isSlidingLayer } from "../config/gemma2.ts";
 import type { Gemma2Engine } from "./engine.ts";
+import { argmaxRows } from "./ops/argmax.ts";
 import { attentionForward } from "./ops/attention.ts";
+import { attentionDecode } from "./ops/attention_decode.ts";
 import {
   acquireCrossEntropyScratch,
   ceChunkFor,
@@ -64,82 +62,8 @@ export interface DecoderOptions {
   maxPrompt?: number;
 }
 
-/** Invocations per workgroup of attention_decode.wgsl and its register budget (MAXE there). */
-const DECODE_WG = 64;
-const DECODE_MAXE = 8;
-const ARGMAX_WG = 256;
 /** Decode steps between two forced garbage collections (src/util/gc.ts). */
 const GC_EVERY_STEPS = 128;
-
-export interface DecodeAttentionShape {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  D: number;
-  /** Positions per sequence in the cache buffers (the row stride is maxLen·Hkv·D). */
-  maxLen: number;
-  /** Keys in the cache (the query is at position n − 1). */
-  n: number;
-  scale: number;
-  softcap: number | null;
-  /** Sliding window, or null for plain causal. */
-  window: number | null;
-}
-
-/**
- * out [B, Hq, D] = attention of the single query q [B, Hq, D] at position n − 1 over the cached keys and
- * values kc, vc [B, maxLen, Hkv, D] (kernels/attention_decode.wgsl).
- */
-export function attentionDecode(
-  rec: Recorder,
-  q: Binding,
-  kc: Binding,
-  vc: Binding,
-  out: Binding,
-  s: DecodeAttentionShape,
-): void {
-  const ints = [s.B, s.Hq, s.Hkv, s.D, s.maxLen, s.n];
-  if (!ints.every((x) => Number.isInteger(x) && x >= 1)) {
-    throw new RangeError(`attentionDecode: B, Hq, Hkv, D, maxLen, n must be positive integers (${ints})`);
-  }
-  if (s.Hq % s.Hkv) throw new RangeError(`attentionDecode: Hq ${s.Hq} is not a multiple of Hkv ${s.Hkv}`);
-  if (s.n > s.maxLen) throw new RangeError(`attentionDecode: ${s.n} keys exceed the cache's ${s.maxLen}`);
-  if (Math.ceil(s.D / DECODE_WG) > DECODE_MAXE) {
-    throw new RangeError(`attentionDecode: head dim ${s.D} exceeds ${DECODE_WG * DECODE_MAXE}`);
-  }
-  if (s.window !== null && !(Number.isInteger(s.window) && s.window >= 1)) {
-    throw new RangeError(`attentionDecode: window must be a positive integer or null (${s.window})`);
-  }
-  const maxD = Math.max(DECODE_WG, Math.ceil(s.D / DECODE_WG) * DECODE_WG);
-  const k = getKernel(rec.gpu, {
-    file: "attention_decode.wgsl",
-    code: decodeSource,
-    constants: { WG: DECODE_WG, MAXD: maxD },
-  });
-  rec.dispatch(k, [q, kc, vc, out], [
-    s.B,
-    s.Hq,
-    s.Hkv,
-    s.D,
-    s.maxLen,
-    s.n,
-    s.window ?? 0,
-    s.softcap === null ? 0 : 1,
-    f32(s.scale),
-    f32(s.softcap ?? 1),
-  ], [s.Hq, s.B]);
-}
-
-/** ids[r] = argmax of logits row r ([rows, V] f32), the smallest index on ties (kernels/argmax.wgsl). */
-export function argmaxRows(
-  rec: Recorder,
-  logits: Binding,
-  ids: Binding,
-  s: { rows: number; V: number },
-): void {
-  const k = getKernel(rec.gpu, { file: "argmax.wgsl", code: argmaxSource, constants: { WG: ARGMAX_WG } });
-  rec.dispatch(k, [logits, ids], [s.rows, s.V], s.rows);
-}
 
 interface Acts {
   rows: number;

@@ -14,11 +14,8 @@
  * layer's intermediates into one shared workspace before differentiating it. Without checkpointing every
  * layer keeps its own workspace.
  */
-import neftuneSource from "../../kernels/neftune.wgsl" with { type: "text" };
 import { IGNORE_INDEX } from "../data/tokenize.ts";
 import type { BufferPool } from "../gpu/buffers.ts";
-import { getKernel } from "../gpu/kernel.ts";
-import { f32 } from "../gpu/params.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraParams } from "../lora/params.ts";
@@ -40,6 +37,7 @@ import {
 } from "./ops/cross_entropy.ts";
 import { embedding } from "./ops/embedding.ts";
 import { geglu, gegluBackwardInPlace } from "./ops/geglu.ts";
+import { neftune, neftuneMagnitude } from "./ops/neftune.ts";
 import {
   type ComputeType,
   linearBackward,
@@ -512,9 +510,7 @@ export class Gemma2Engine {
     const step = o.dropoutStep ?? null;
     const alpha = this.opts.neftuneAlpha ?? 0;
     if (alpha > 0 && step !== null) {
-      const k = getKernel(rec.gpu, { file: "neftune.wgsl", code: neftuneSource });
-      const mag = (alpha / Math.sqrt(s.T * H)) * Math.sqrt(H);
-      rec.dispatch(k, [this.xs[0]], [n * H, 0x4e4654, step >>> 0, f32(mag)], Math.ceil((n * H) / 256));
+      neftune(rec, this.xs[0], { n: n * H, step, mag: neftuneMagnitude(alpha, s.T, H) });
     }
     for (let l = 0; l < c.num_hidden_layers; l++) this.layerForward(rec, l, this.workspace(l), s, step);
     rmsnorm(rec, this.xs[c.num_hidden_layers], this.weights.finalNorm, this.hf, this.rstdF, {

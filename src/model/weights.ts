@@ -5,16 +5,14 @@
  * so the host never holds the model. Every allocation goes through the BufferPool ("weights"), so the memory
  * plan (plan mode: gpu = null) counts exactly what a real load allocates.
  */
-import fillSource from "../../kernels/fill_random.wgsl" with { type: "text" };
 import type { BufferPool } from "../gpu/buffers.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { getKernel } from "../gpu/kernel.ts";
-import { f32 } from "../gpu/params.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { f32ToF16Bits } from "../util/half.ts";
 import type { HostTensor } from "../quant/store.ts";
 import type { TableChunk } from "./ops/cross_entropy.ts";
 import { embeddingChunkRows } from "./ops/embedding.ts";
+import { type FillMode, fillRandom } from "./ops/fill_random.ts";
 import { type LinearWeight, nf4Bytes, uploadNf4 } from "./ops/linear.ts";
 import { ropeInvFreq } from "./ops/rope.ts";
 import {
@@ -178,16 +176,14 @@ export class WeightBuilder {
   randomize(seed: number, quantized: boolean): void {
     const c = this.config;
     const rec = this.gpu ? new Recorder(this.gpu, { label: "random-weights" }) : null;
-    const fill = (buf: GPUBuffer, words: number, mode: number, lo: number, hi: number, s: number) => {
-      if (!rec) return;
-      const k = getKernel(rec.gpu, { file: "fill_random.wgsl", code: fillSource, constants: { MODE: mode } });
-      rec.dispatch(k, [buf], [words, s >>> 0, f32(lo), f32(hi)], Math.ceil(words / 256));
+    const fill = (buf: GPUBuffer, words: number, mode: FillMode, lo: number, hi: number, hash: number) => {
+      if (rec) fillRandom(rec, buf, { words, mode, lo, hi, seed: hash });
     };
     this.embedTable();
     this.embed.forEach((ch, i) => {
       const n = ch.rows * c.hidden_size;
-      if (this.dtype === "f16") fill(ch.buffer, Math.ceil(n / 2), 2, -0.05, 0.05, seed + 17 * i);
-      else fill(ch.buffer, n, 1, -0.05, 0.05, seed + 17 * i);
+      if (this.dtype === "f16") fill(ch.buffer, Math.ceil(n / 2), "f16", -0.05, 0.05, seed + 17 * i);
+      else fill(ch.buffer, n, "f32", -0.05, 0.05, seed + 17 * i);
     });
     const zeros = new Float32Array(c.hidden_size);
     this.finalNorm = this.vector("model.norm.weight", zeros);
@@ -206,17 +202,17 @@ export class WeightBuilder {
         if (quantized) {
           const nf = planNf4(this.pool, name, out, inF);
           const b = nf4Bytes(out * inF);
-          fill(nf.packed, b.packed / 4, 0, 0, 0, s++);
-          fill(nf.qabsmax, b.qabsmax / 4, 0, 0, 0, s++);
+          fill(nf.packed, b.packed / 4, "bits", 0, 0, s++);
+          fill(nf.qabsmax, b.qabsmax / 4, "bits", 0, 0, s++);
           // absmax_used = map[q]·absmax2 + offset ∈ [0.5, 1.5]·offset: weights of realistic size.
-          fill(nf.absmax2, b.absmax2 / 4, 1, 0.01 / Math.sqrt(inF / 64), 0.01 / Math.sqrt(inF / 64), s++);
+          fill(nf.absmax2, b.absmax2 / 4, "f32", 0.01 / Math.sqrt(inF / 64), 0.01 / Math.sqrt(inF / 64), s++);
           w = { ...nf, offset: 0.02 / Math.sqrt(inF / 64) };
         } else {
           const bytes = out * inF * (this.dtype === "f16" ? 2 : 4);
           const buffer = this.pool.persistent(name, "weights", bytes);
           const bound = 1 / Math.sqrt(inF);
-          if (this.dtype === "f16") fill(buffer, Math.ceil((out * inF) / 2), 2, -bound, bound, s++);
-          else fill(buffer, out * inF, 1, -bound, bound, s++);
+          if (this.dtype === "f16") fill(buffer, Math.ceil((out * inF) / 2), "f16", -bound, bound, s++);
+          else fill(buffer, out * inF, "f32", -bound, bound, s++);
           w = { kind: "dense", shape: [out, inF], buffer, dtype: this.dtype };
         }
         (this.layers[l].proj as Record<Projection, LinearWeight>)[p] = w;

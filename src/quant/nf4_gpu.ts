@@ -11,7 +11,7 @@
 import source from "../../kernels/nf4_quantize.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { createBuffer, upload } from "../gpu/buffers.ts";
-import { getKernel, type Kernel } from "../gpu/kernel.ts";
+import { defineKernel, getKernel, type KernelOf } from "../gpu/kernel.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { readBuffer } from "../gpu/readback.ts";
 import { absmaxOffset, DQ_BLOCK, DYNAMIC_MAP, NF4_BLOCK, type Nf4Tensor } from "./nf4.ts";
@@ -56,8 +56,14 @@ export function createNf4Buffers(gpu: Gpu, n: number, label = "nf4"): Nf4GpuBuff
   };
 }
 
-function kernel(gpu: Gpu, entry: "quantize" | "mean" | "dq" | "recip"): Kernel {
-  return getKernel(gpu, { file: "nf4_quantize.wgsl", code: source, entry });
+const NF4_QUANTIZE = defineKernel({
+  file: "nf4_quantize.wgsl",
+  code: source,
+  params: { n: "u32", nb: "u32" },
+});
+
+function kernel(gpu: Gpu, entry: "quantize" | "mean" | "dq" | "recip"): KernelOf<typeof NF4_QUANTIZE> {
+  return getKernel(gpu, { ...NF4_QUANTIZE, entry });
 }
 
 const mapBuffers = new WeakMap<GPUDevice, GPUBuffer>();
@@ -97,7 +103,7 @@ export function recordNf4Quantize(
         { buffer: bufs.packed, offset: start / 2, size: Math.ceil(cn / 8) * 4 },
         { buffer: bufs.absmax, offset: (start / NF4_BLOCK) * 4, size: nb * 4 },
       ],
-      [cn, nb],
+      { n: cn, nb },
       Math.ceil(cn / WG),
     );
   }
@@ -106,7 +112,7 @@ export function recordNf4Quantize(
 /** Records offset[0] = float32 mean of absmax, computed on the GPU (see the module note on exactness). */
 export function recordAbsmaxMean(rec: Recorder, bufs: Nf4GpuBuffers, n: number): void {
   const { nb } = nf4Sizes(n);
-  rec.dispatch(kernel(rec.gpu, "mean"), [null, null, bufs.absmax, bufs.offset], [n, nb], 1);
+  rec.dispatch(kernel(rec.gpu, "mean"), [null, null, bufs.absmax, bufs.offset], { n, nb }, 1);
 }
 
 /** Records the double quant of absmax with the offset in `bufs.offset` (written by the host or the GPU). */
@@ -115,7 +121,7 @@ export function recordDoubleQuant(rec: Recorder, bufs: Nf4GpuBuffers, n: number)
   rec.dispatch(
     kernel(rec.gpu, "dq"),
     [null, null, bufs.absmax, bufs.offset, bufs.qabsmax, bufs.absmax2, dynamicMapBuffer(rec.gpu)],
-    [n, nb],
+    { n, nb },
     nb2,
   );
 }
@@ -196,7 +202,7 @@ export async function gpuReciprocals(gpu: Gpu, x: Float32Array): Promise<Float32
   const xb = upload(gpu, "recip.x", x);
   const out = createBuffer(gpu, "recip.out", x.length * 4);
   const rec = new Recorder(gpu);
-  rec.dispatch(kernel(gpu, "recip"), [xb, out], [x.length, 0], Math.ceil(x.length / WG));
+  rec.dispatch(kernel(gpu, "recip"), [xb, out], { n: x.length, nb: 0 }, Math.ceil(x.length / WG));
   rec.submit();
   const r = new Float32Array(await readBuffer(gpu, out, 0, x.length * 4));
   xb.destroy();

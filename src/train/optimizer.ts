@@ -6,8 +6,7 @@
 import adamwSource from "../../kernels/adamw.wgsl" with { type: "text" };
 import normSource from "../../kernels/grad_norm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { getKernel } from "../gpu/kernel.ts";
-import { f32 } from "../gpu/params.ts";
+import { defineKernel, getKernel } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import type { Gemma2Engine } from "../model/engine.ts";
 
@@ -75,35 +74,56 @@ export function recordRestore(rec: Recorder, o: OptimizerState): void {
   rec.copy(o.snapshot[2], 0, o.v, 0, bytes);
 }
 
+const GRAD_NORM = defineKernel({
+  file: "grad_norm.wgsl",
+  code: normSource,
+  params: { n: "u32", nPartials: "u32", maxNorm: "f32" },
+});
+const ADAMW = defineKernel({
+  file: "adamw.wgsl",
+  code: adamwSource,
+  params: {
+    n: "u32",
+    decay: "f32",
+    beta1: "f32",
+    beta2: "f32",
+    oneMinusBeta1: "f32",
+    oneMinusBeta2: "f32",
+    eps: "f32",
+    stepSize: "f32",
+    sqrtBc2: "f32",
+  },
+});
+
 /** Records the global gradient norm and clip coefficient into `stats`. */
 export function recordClip(rec: Recorder, b: OptimizerBuffers, maxGradNorm: number): void {
   const gpu: Gpu = rec.gpu;
-  const partial = getKernel(gpu, { file: "grad_norm.wgsl", code: normSource, entry: "partial" });
-  const finish = getKernel(gpu, { file: "grad_norm.wgsl", code: normSource, entry: "finish" });
-  const params = [b.n, NORM_PARTIALS, f32(maxGradNorm)];
+  const partial = getKernel(gpu, { ...GRAD_NORM, entry: "partial" });
+  const finish = getKernel(gpu, { ...GRAD_NORM, entry: "finish" });
+  const params = { n: b.n, nPartials: NORM_PARTIALS, maxNorm: maxGradNorm };
   rec.dispatch(partial, [b.grad, b.partials, null], params, [NORM_PARTIALS, 1, 1]);
   rec.dispatch(finish, [null, b.partials, b.stats], params, [1, 1, 1]);
 }
 
 /** Records one AdamW step (step is 1-based, as torch's state["step"] after increment). */
 export function recordAdamW(rec: Recorder, b: OptimizerBuffers, h: AdamWHyper, step: number): void {
-  const k = getKernel(rec.gpu, { file: "adamw.wgsl", code: adamwSource });
+  const k = getKernel(rec.gpu, ADAMW);
   const bc1 = 1 - h.beta1 ** step;
   const bc2 = 1 - h.beta2 ** step;
   rec.dispatch(
     k,
     [b.param, b.grad, b.m, b.v, b.stats],
-    [
-      b.n,
-      f32(1 - h.lr * h.weightDecay),
-      f32(h.beta1),
-      f32(h.beta2),
-      f32(1 - h.beta1),
-      f32(1 - h.beta2),
-      f32(h.eps),
-      f32(h.lr / bc1),
-      f32(Math.sqrt(bc2)),
-    ],
+    {
+      n: b.n,
+      decay: 1 - h.lr * h.weightDecay,
+      beta1: h.beta1,
+      beta2: h.beta2,
+      oneMinusBeta1: 1 - h.beta1,
+      oneMinusBeta2: 1 - h.beta2,
+      eps: h.eps,
+      stepSize: h.lr / bc1,
+      sqrtBc2: Math.sqrt(bc2),
+    },
     Math.ceil(b.n / 256),
   );
 }

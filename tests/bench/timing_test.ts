@@ -42,9 +42,9 @@ Deno.test("Recorder profile mode: one span per dispatch, results unchanged", asy
     assert.equal(spans.length, 3);
     assert.equal(rec.dispatchCount, 3);
     assert.deepEqual(spans.map((s) => s.name.split("#")[0]), [
-      "bench_copy.wgsl",
-      "bench_fma.wgsl",
-      "bench_copy.wgsl",
+      "bench/bench_copy.wgsl",
+      "bench/bench_fma.wgsl",
+      "bench/bench_copy.wgsl",
     ]);
     for (const s of spans) assert.ok(Number.isFinite(s.ns) && s.ns >= 0, `${s.name}: ${s.ns} ns`);
   } else {
@@ -70,7 +70,7 @@ Deno.test("Recorder profile mode: one span per dispatch, results unchanged", asy
     assert.equal(all.length, 2053);
     assert.deepEqual(
       all.map((s, i) => [i, s.name.split("#")[0]]).filter(([i, name]) =>
-        name !== ((i as number) % fmaEvery === 0 ? "bench_fma.wgsl" : "bench_copy.wgsl")
+        name !== ((i as number) % fmaEvery === 0 ? "bench/bench_fma.wgsl" : "bench/bench_copy.wgsl")
       ),
       [],
     );

@@ -25,7 +25,6 @@ import { assertClose, randomArray, REDUCTIONS, rng, testGpu, withReductions } fr
 // −x), and out holds, per invocation, what it received: all WG invocations must receive the same totals.
 // `many` adds n ≤ 32 vectors: invocation i's acc[v] = x[(v·WG + i)] (over a workgroup's slice of n·WG).
 const TEST_KERNEL = `
-struct Params { n: u32 }
 override WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -74,8 +73,14 @@ async function runTestKernel(
   const xb = upload(gpu, "x", x);
   const out = createBuffer(gpu, "out", GROUPS * WG * perInvocation * 4);
   const rec = new Recorder(gpu);
-  const k = getKernel(gpu, { file: "test_reduce.wgsl", code: TEST_KERNEL, entry, constants: { WG } });
-  rec.dispatch(k, [xb, out], [n], [GROUPS, 1, 1]);
+  const k = getKernel(gpu, {
+    file: "test_reduce.wgsl",
+    code: TEST_KERNEL,
+    params: { n: "u32" },
+    entry,
+    constants: { WG },
+  });
+  rec.dispatch(k, [xb, out], { n }, [GROUPS, 1, 1]);
   rec.submit();
   try {
     return await readF32(gpu, out, 0, GROUPS * WG * perInvocation);
@@ -143,8 +148,8 @@ for (const variant of REDUCTIONS) {
 
 // row8: every invocation (lane) writes what it received, so each lane's copy is checked. Row r of X starts at
 // r·ld; fetch1 doubles (a conversion applied once per element).
+const ROW8_PARAMS = { K: "u32", count: "u32", ld: "u32" } as const;
 const ROW8_KERNEL = `
-struct Params { K: u32, count: u32, ld: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -188,8 +193,13 @@ for (const variant of REDUCTIONS) {
       for (const count of [1, 3, 4, 5, 8]) {
         const out = createBuffer(gpu, "out", 8 * K * 8 * 4);
         const rec = new Recorder(gpu);
-        const k = getKernel(gpu, { file: "test_row8.wgsl", code: ROW8_KERNEL, entry: "rows" });
-        rec.dispatch(k, [xb, out], [K, count, ld], [1, 1, 1]);
+        const k = getKernel(gpu, {
+          file: "test_row8.wgsl",
+          code: ROW8_KERNEL,
+          params: ROW8_PARAMS,
+          entry: "rows",
+        });
+        rec.dispatch(k, [xb, out], { K, count, ld }, [1, 1, 1]);
         rec.submit();
         const got = await readF32(gpu, out, 0, 8 * K * 8);
         for (let lane = 0; lane < 8; lane++) {
@@ -208,8 +218,13 @@ for (const variant of REDUCTIONS) {
       }
       const out = createBuffer(gpu, "out", 8 * K * 4);
       const rec = new Recorder(gpu);
-      const k = getKernel(gpu, { file: "test_row8.wgsl", code: ROW8_KERNEL, entry: "row" });
-      rec.dispatch(k, [xb, out], [K, 1, ld], [1, 1, 1]);
+      const k = getKernel(gpu, {
+        file: "test_row8.wgsl",
+        code: ROW8_KERNEL,
+        params: ROW8_PARAMS,
+        entry: "row",
+      });
+      rec.dispatch(k, [xb, out], { K, count: 1, ld }, [1, 1, 1]);
       rec.submit();
       const got = await readF32(gpu, out, 0, 8 * K);
       for (let lane = 0; lane < 8; lane++) {

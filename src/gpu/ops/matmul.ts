@@ -18,11 +18,35 @@ import regblockSource from "../../../kernels/matmul_regblock.wgsl" with { type: 
 import matvecSource from "../../../kernels/matvec.wgsl" with { type: "text" };
 import { UsageError } from "../../util/errors.ts";
 import type { Gpu } from "../device.ts";
-import { getKernel, type Kernel } from "../kernel.ts";
-import { f32, type ParamValue } from "../params.ts";
+import { defineKernel, getKernel, type Kernel, type KernelParams } from "../kernel.ts";
 import { type Binding, foldGrid, type Recorder } from "../recorder.ts";
 
 export type Elem = "f32" | "f16";
+
+/** The Params of all three kernels (same semantics; see MatmulShape). */
+const MATMUL_PARAMS = {
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  lda: "u32",
+  ldb: "u32",
+  ldc: "u32",
+  alpha: "f32",
+  beta: "f32",
+  sa: "u32",
+  sb: "u32",
+  sc: "u32",
+  offA: "u32",
+  offB: "u32",
+  offC: "u32",
+} as const;
+const MATMUL = defineKernel({ file: "matmul.wgsl", code: source, params: MATMUL_PARAMS });
+const MATMUL_REGBLOCK = defineKernel({
+  file: "matmul_regblock.wgsl",
+  code: regblockSource,
+  params: MATMUL_PARAMS,
+});
+const MATVEC = defineKernel({ file: "matvec.wgsl", code: matvecSource, params: MATMUL_PARAMS });
 const TILE = 64;
 
 /** Kernel families: workgroup-memory tiles (GPUs) or register blocks without barriers (CPU adapters). */
@@ -96,35 +120,34 @@ export function matmulRowsPerThread(M: number): number {
 export function matmulKernel(
   gpu: Gpu,
   s: Pick<MatmulShape, "transA" | "transB" | "aType" | "bType" | "cType"> & { M?: number },
-): Kernel {
+): Kernel<typeof MATMUL_PARAMS> {
   return getKernel(gpu, {
-    file: "matmul.wgsl",
-    code: source,
+    ...MATMUL,
     constants: { TRANS_A: s.transA ? 1 : 0, TRANS_B: s.transB ? 1 : 0, TM: matmulRowsPerThread(s.M ?? 64) },
     types: { A_T: s.aType ?? "f32", B_T: s.bType ?? "f32", C_T: s.cType ?? "f32" },
   });
 }
 
-export function matmulParams(s: MatmulShape): ParamValue[] {
+export function matmulParams(s: MatmulShape): KernelParams<typeof MATMUL> {
   const lda = s.lda ?? (s.transA ? s.M : s.K);
   const ldb = s.ldb ?? (s.transB ? s.N : s.K);
   const ldc = s.ldc ?? s.N;
-  return [
-    s.M,
-    s.N,
-    s.K,
+  return {
+    M: s.M,
+    N: s.N,
+    K: s.K,
     lda,
     ldb,
     ldc,
-    f32(s.alpha ?? 1),
-    f32(s.beta ?? 0),
-    s.sa ?? 0,
-    s.sb ?? 0,
-    s.sc ?? 0,
-    s.offA ?? 0,
-    s.offB ?? 0,
-    s.offC ?? 0,
-  ];
+    alpha: s.alpha ?? 1,
+    beta: s.beta ?? 0,
+    sa: s.sa ?? 0,
+    sb: s.sb ?? 0,
+    sc: s.sc ?? 0,
+    offA: s.offA ?? 0,
+    offB: s.offB ?? 0,
+    offC: s.offC ?? 0,
+  };
 }
 
 /** Which kernel `matmul` records for a shape. */
@@ -141,8 +164,7 @@ export function matmul(rec: Recorder, A: Binding, B: Binding, C: Binding, s: Mat
   if (path === "regblock") {
     const TM = Math.max(1, Math.min(s.M, 8));
     const k = getKernel(gpu, {
-      file: "matmul_regblock.wgsl",
-      code: regblockSource,
+      ...MATMUL_REGBLOCK,
       constants: { TRANS_A: s.transA ? 1 : 0, TRANS_B: s.transB ? 1 : 0, TM, WG: REGBLOCK_WG },
       types,
     });
@@ -152,8 +174,7 @@ export function matmul(rec: Recorder, A: Binding, B: Binding, C: Binding, s: Mat
   }
   if (path === "matvec") {
     const k = getKernel(gpu, {
-      file: "matvec.wgsl",
-      code: matvecSource,
+      ...MATVEC,
       constants: { TRANS_A: s.transA ? 1 : 0, MR: s.M },
       types,
     });

@@ -1,7 +1,13 @@
 /** Host side of kernels/reduce_rows.wgsl: per-row sum or sum of squares. */
 import source from "../../../kernels/reduce_rows.wgsl" with { type: "text" };
-import { getKernel } from "../kernel.ts";
+import { defineKernel, getKernel } from "../kernel.ts";
 import type { Binding, Recorder } from "../recorder.ts";
+
+const REDUCE_ROWS = defineKernel({
+  file: "reduce_rows.wgsl",
+  code: source,
+  params: { rows: "u32", cols: "u32" },
+});
 
 export function reduceRows(
   rec: Recorder,
@@ -12,9 +18,8 @@ export function reduceRows(
   mode: "sum" | "sumsq",
 ): void {
   const k = getKernel(rec.gpu, {
-    file: "reduce_rows.wgsl",
-    code: source,
+    ...REDUCE_ROWS,
     constants: { SQUARE: mode === "sumsq" ? 1 : 0 },
   });
-  rec.dispatch(k, [x, out], [rows, cols], rows);
+  rec.dispatch(k, [x, out], { rows, cols }, rows);
 }

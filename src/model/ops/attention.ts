@@ -33,9 +33,45 @@ import dkdvSource from "../../../kernels/attention_bwd_dkdv.wgsl" with { type: "
 import dqSource from "../../../kernels/attention_bwd_dq.wgsl" with { type: "text" };
 import { createBuffer } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
-import { getKernel } from "../../gpu/kernel.ts";
-import { f32, type ParamValue } from "../../gpu/params.ts";
+import { defineKernel, getKernel, type KernelParams, type KernelSpec } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+/**
+ * The uniform block the three tiled kernels share (kernels/lib/attention_scores.wgsl reads it). hd, br, bc: the
+ * kernels' inner loops run to these runtime copies of the overrides HD, BR, BC (no full unrolling: lavapipe's
+ * LLVM took ~45 s to compile one fully unrolled D = 8 pipeline).
+ */
+const TILED_PARAMS = {
+  B: "u32",
+  T: "u32",
+  Hq: "u32",
+  Hkv: "u32",
+  scale: "f32",
+  cap: "f32",
+  useCap: "u32",
+  window: "u32",
+  useMask: "u32",
+  invT: "f32",
+  hd: "u32",
+  br: "u32",
+  bc: "u32",
+} as const;
+const ATTENTION_FWD = defineKernel({ file: "attention_fwd.wgsl", code: fwdSource, params: TILED_PARAMS });
+const ATTENTION_BWD_DKDV = defineKernel({
+  file: "attention_bwd_dkdv.wgsl",
+  code: dkdvSource,
+  params: TILED_PARAMS,
+});
+const ATTENTION_BWD_DQ = defineKernel({
+  file: "attention_bwd_dq.wgsl",
+  code: dqSource,
+  params: TILED_PARAMS,
+});
+const ATTENTION_BWD_PRE = defineKernel({
+  file: "attention_bwd_pre.wgsl",
+  code: preSource,
+  params: { B: "u32", T: "u32", Hq: "u32", HD: "u32" },
+});
 
 export interface AttentionShape {
   B: number;
@@ -152,27 +188,29 @@ function tilesFor(gpu: Gpu, s: AttentionShape): AttentionTiles {
   return t;
 }
 
-/** The shared uniform block of the three tiled kernels (struct Params in each). */
-function params(s: AttentionShape, useMask: boolean, tile: { BR: number; BC: number }): ParamValue[] {
+/** The shared uniform block of the three tiled kernels (TILED_PARAMS). */
+function params(
+  s: AttentionShape,
+  useMask: boolean,
+  tile: { BR: number; BC: number },
+): KernelParams<typeof ATTENTION_FWD> {
   // A window ≥ T masks nothing beyond causality; clamping keeps the kernels' index arithmetic in range.
   const window = Math.min(s.window ?? s.T, s.T);
-  return [
-    s.B,
-    s.T,
-    s.Hq,
-    s.Hkv,
-    f32(s.scale),
-    f32(s.softcap ?? 1),
-    s.softcap === null ? 0 : 1,
+  return {
+    B: s.B,
+    T: s.T,
+    Hq: s.Hq,
+    Hkv: s.Hkv,
+    scale: s.scale,
+    cap: s.softcap ?? 1,
+    useCap: s.softcap === null ? 0 : 1,
     window,
-    useMask ? 1 : 0,
-    f32(1 / s.T),
-    // hd, br, bc: the kernels' inner loops run to these runtime copies of the overrides (no full unrolling:
-    // lavapipe's LLVM took ~45 s to compile one fully unrolled D = 8 pipeline).
-    s.D,
-    tile.BR,
-    tile.BC,
-  ];
+    useMask: useMask ? 1 : 0,
+    invT: 1 / s.T,
+    hd: s.D,
+    br: tile.BR,
+    bc: tile.BC,
+  };
 }
 
 // A 16-byte stand-in bound as keyMask when there is none (the kernels do not read it then).
@@ -184,8 +222,15 @@ function maskBinding(gpu: Gpu, keyMask: Binding | null): Binding {
   return buf;
 }
 
-function tiledKernel(gpu: Gpu, file: string, code: string, D: number, BR: number, BC: number, wg: number) {
-  return getKernel(gpu, { file, code, constants: { HD: D, BR, BC, WG: wg } });
+function tiledKernel(
+  gpu: Gpu,
+  spec: KernelSpec<typeof TILED_PARAMS>,
+  D: number,
+  BR: number,
+  BC: number,
+  wg: number,
+) {
+  return getKernel(gpu, { ...spec, constants: { HD: D, BR, BC, WG: wg } });
 }
 
 /**
@@ -205,7 +250,7 @@ export function attentionForward(
   validate(s);
   const t = tilesFor(rec.gpu, s);
   const { BR, BC } = t.fwd;
-  const kernel = tiledKernel(rec.gpu, "attention_fwd.wgsl", fwdSource, s.D, BR, BC, t.WG);
+  const kernel = tiledKernel(rec.gpu, ATTENTION_FWD, s.D, BR, BC, t.WG);
   const grid = [Math.ceil(s.T / BR), s.Hq, s.B] as const;
   const mask = maskBinding(rec.gpu, keyMask);
   rec.dispatch(kernel, [q, k, v, mask, out, lse], params(s, keyMask !== null, t.fwd), grid);
@@ -239,16 +284,17 @@ export function attentionBackward(
   validate(s);
   const t = tilesFor(rec.gpu, s);
   const rows = s.B * s.Hq * s.T;
-  const pre = getKernel(rec.gpu, { file: "attention_bwd_pre.wgsl", code: preSource });
-  rec.dispatch(pre, [dout, out, lse, scratch], [s.B, s.T, s.Hq, s.D], Math.ceil(rows / PRE_WG));
+  const pre = getKernel(rec.gpu, ATTENTION_BWD_PRE);
+  const preParams = { B: s.B, T: s.T, Hq: s.Hq, HD: s.D };
+  rec.dispatch(pre, [dout, out, lse, scratch], preParams, Math.ceil(rows / PRE_WG));
   const mask = maskBinding(rec.gpu, keyMask);
   const useMask = keyMask !== null;
   const kv = t.dkdv;
-  const dkdv = tiledKernel(rec.gpu, "attention_bwd_dkdv.wgsl", dkdvSource, s.D, kv.BR, kv.BC, t.WG);
+  const dkdv = tiledKernel(rec.gpu, ATTENTION_BWD_DKDV, s.D, kv.BR, kv.BC, t.WG);
   const kvGrid = [Math.ceil(s.T / kv.BC), s.Hkv, s.B] as const;
   rec.dispatch(dkdv, [dout, q, k, v, scratch, mask, dk, dv], params(s, useMask, kv), kvGrid);
   const qq = t.dq;
-  const dqk = tiledKernel(rec.gpu, "attention_bwd_dq.wgsl", dqSource, s.D, qq.BR, qq.BC, t.WG);
+  const dqk = tiledKernel(rec.gpu, ATTENTION_BWD_DQ, s.D, qq.BR, qq.BC, t.WG);
   const qGrid = [Math.ceil(s.T / qq.BR), s.Hq, s.B] as const;
   rec.dispatch(dqk, [dout, q, k, v, scratch, mask, dq], params(s, useMask, qq), qGrid);
 }

@@ -30,10 +30,25 @@ import gradSource from "../../../kernels/cross_entropy_chunk_grad.wgsl" with { t
 import finalizeSource from "../../../kernels/cross_entropy_finalize.wgsl" with { type: "text" };
 import type { BufferPool } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
-import { getKernel } from "../../gpu/kernel.ts";
+import { defineKernel, getKernel } from "../../gpu/kernel.ts";
 import { matmul } from "../../gpu/ops/matmul.ts";
-import { f32 } from "../../gpu/params.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const CE_CHUNK_LSE = defineKernel({
+  file: "cross_entropy_chunk_lse.wgsl",
+  code: lseSource,
+  params: { rows: "u32", cols: "u32", v0: "u32", V: "u32", first: "u32", cap: "f32" },
+});
+const CE_CHUNK_GRAD = defineKernel({
+  file: "cross_entropy_chunk_grad.wgsl",
+  code: gradSource,
+  params: { rows: "u32", cols: "u32", v0: "u32", V: "u32", cap: "f32", scale: "f32" },
+});
+const CE_FINALIZE = defineKernel({
+  file: "cross_entropy_finalize.wgsl",
+  code: finalizeSource,
+  params: { rows: "u32", V: "u32" },
+});
 
 /** Gemma-2 `final_logit_softcapping`. */
 export const FINAL_SOFTCAP = 30;
@@ -252,8 +267,7 @@ export function lmHeadCeForward(
   }
   const cap = s.softcap ?? 0;
   const lseKernel = getKernel(gpu, {
-    file: "cross_entropy_chunk_lse.wgsl",
-    code: lseSource,
+    ...CE_CHUNK_LSE,
     entry: io.logits ? "main_logits" : "main",
   });
   const state = { buffer: scratch.rowState, offset: 0, size: 3 * s.N * 4 };
@@ -263,17 +277,23 @@ export function lmHeadCeForward(
     const bindings: Binding[] = [z, io.targets, state];
     if (io.logits) bindings.push(io.logits);
     const v0 = c.piece.rowStart + c.r0;
-    rec.dispatch(lseKernel, bindings, [s.N, c.cols, v0, s.V, i === 0 ? 1 : 0, f32(cap)], s.N);
+    rec.dispatch(lseKernel, bindings, {
+      rows: s.N,
+      cols: c.cols,
+      v0,
+      V: s.V,
+      first: i === 0 ? 1 : 0,
+      cap,
+    }, s.N);
   });
   const fin = getKernel(gpu, {
-    file: "cross_entropy_finalize.wgsl",
-    code: finalizeSource,
+    ...CE_FINALIZE,
     entry: io.labelLogprob ? "main_logprob" : "main",
     constants: { ACCUMULATE: opts.accumulateLoss ? 1 : 0 },
   });
   const outs: Binding[] = [io.targets, state, io.lse, io.tokenLoss, io.loss];
   if (io.labelLogprob) outs.push(io.labelLogprob);
-  rec.dispatch(fin, outs, [s.N, s.V], 1);
+  rec.dispatch(fin, outs, { rows: s.N, V: s.V }, 1);
 }
 
 /**
@@ -292,7 +312,7 @@ export function lmHeadCeBackward(
   const chunks = plan(gpu, io.table, scratch, s);
   if (!Number.isFinite(opts.gradScale)) throw new RangeError(`cross-entropy: gradScale ${opts.gradScale}`);
   const cap = s.softcap ?? 0;
-  const gradKernel = getKernel(gpu, { file: "cross_entropy_chunk_grad.wgsl", code: gradSource });
+  const gradKernel = getKernel(gpu, { ...CE_CHUNK_GRAD });
   chunks.forEach((c, i) => {
     chunkLogits(rec, io.h, c, scratch, s);
     const v0 = c.piece.rowStart + c.r0;
@@ -300,7 +320,7 @@ export function lmHeadCeBackward(
     rec.dispatch(
       gradKernel,
       [z, io.targets, io.lse],
-      [s.N, c.cols, v0, s.V, f32(cap), f32(opts.gradScale)],
+      { rows: s.N, cols: c.cols, v0, V: s.V, cap, scale: opts.gradScale },
       Math.ceil((s.N * c.cols) / 256),
     );
     // dh[N, dim] (+)= dz[N, cols] · E[cols, dim]: B stored K×N (transB), f32 accumulation in C.

@@ -3,24 +3,29 @@
  * contiguous f32 values (bindings may be views at 256-byte-aligned offsets).
  */
 import source from "../../../kernels/elementwise.wgsl" with { type: "text" };
-import { getKernel } from "../../gpu/kernel.ts";
-import { f32 } from "../../gpu/params.ts";
+import { defineKernel, getKernel } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const ELEMENTWISE = defineKernel({
+  file: "elementwise.wgsl",
+  code: source,
+  params: { n: "u32", alpha: "f32" },
+});
 
 const WG = 256;
 
 function kernel(rec: Recorder, entry: string) {
-  return getKernel(rec.gpu, { file: "elementwise.wgsl", code: source, entry, constants: { WG } });
+  return getKernel(rec.gpu, { ...ELEMENTWISE, entry, constants: { WG } });
 }
 
 /** `y += alpha · x` (residual adds, gradient accumulation). x must not alias y. */
 export function axpy(rec: Recorder, x: Binding, y: Binding, n: number, alpha = 1): void {
-  if (n > 0) rec.dispatch(kernel(rec, "axpy"), [x, y], [n, f32(alpha)], Math.ceil(n / WG));
+  if (n > 0) rec.dispatch(kernel(rec, "axpy"), [x, y], { n, alpha }, Math.ceil(n / WG));
 }
 
 /** `y *= alpha`. */
 export function scale(rec: Recorder, y: Binding, n: number, alpha: number): void {
-  if (n > 0) rec.dispatch(kernel(rec, "scale"), [y], [n, f32(alpha)], Math.ceil(n / WG));
+  if (n > 0) rec.dispatch(kernel(rec, "scale"), [y], { n, alpha }, Math.ceil(n / WG));
 }
 
 /** `y = value` for n f32 values (zero goes through the encoder's clearBuffer when y is a whole buffer). */
@@ -30,7 +35,7 @@ export function fill(rec: Recorder, y: Binding, n: number, value = 0): void {
     rec.clear(y, 0, n * 4);
     return;
   }
-  rec.dispatch(kernel(rec, "fill"), [y], [n, f32(value)], Math.ceil(n / WG));
+  rec.dispatch(kernel(rec, "fill"), [y], { n, alpha: value }, Math.ceil(n / WG));
 }
 
 /**
@@ -39,7 +44,9 @@ export function fill(rec: Recorder, y: Binding, n: number, value = 0): void {
  * Works without shader-f16 (pack2x16float).
  */
 export function castF16(rec: Recorder, x: Binding, y: Binding, n: number): void {
-  if (n > 0) rec.dispatch(kernel(rec, "cast_half"), [x, y], [n, f32(0)], Math.ceil(Math.ceil(n / 2) / WG));
+  if (n > 0) {
+    rec.dispatch(kernel(rec, "cast_half"), [x, y], { n, alpha: 0 }, Math.ceil(Math.ceil(n / 2) / WG));
+  }
 }
 
 /** `dst = src` for n f32 values at element offsets (a copy on the encoder, no kernel). */

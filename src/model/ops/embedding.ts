@@ -5,9 +5,14 @@
  * whose ids fall in it. No gradient: the embedding is frozen in QLoRA and input-embedding grads are not needed.
  */
 import source from "../../../kernels/embedding.wgsl" with { type: "text" };
-import { getKernel } from "../../gpu/kernel.ts";
-import { f32 } from "../../gpu/params.ts";
+import { defineKernel, getKernel } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const EMBEDDING = defineKernel({
+  file: "embedding.wgsl",
+  code: source,
+  params: { tokens: "u32", dim: "u32", rowStart: "u32", rows: "u32", scale: "f32" },
+});
 
 /** Storage format of the table: f32, IEEE half, or bfloat16 (as in the safetensors file). */
 export type TableFormat = "f32" | "f16" | "bf16";
@@ -69,12 +74,17 @@ export function embedding(
   let wg = 32;
   while (wg < WG && wg < s.dim) wg *= 2;
   const k = getKernel(rec.gpu, {
-    file: "embedding.wgsl",
-    code: source,
+    ...EMBEDDING,
     constants: { WG: wg, FMT: FMT[s.format] },
   });
   for (const c of chunks) {
     if (c.rows <= 0) continue;
-    rec.dispatch(k, [ids, c.buffer, out], [s.tokens, s.dim, c.rowStart, c.rows, f32(s.scale)], s.tokens);
+    rec.dispatch(k, [ids, c.buffer, out], {
+      tokens: s.tokens,
+      dim: s.dim,
+      rowStart: c.rowStart,
+      rows: c.rows,
+      scale: s.scale,
+    }, s.tokens);
   }
 }

@@ -11,8 +11,38 @@
  */
 import fwdSource from "../../../kernels/geglu_fwd.wgsl" with { type: "text" };
 import bwdSource from "../../../kernels/geglu_bwd.wgsl" with { type: "text" };
-import { getKernel } from "../../gpu/kernel.ts";
+import { defineKernel, getKernel, type KernelParams } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const GEGLU_FWD = defineKernel({
+  file: "geglu_fwd.wgsl",
+  code: fwdSource,
+  params: {
+    rows: "u32",
+    cols: "u32",
+    ldg: "u32",
+    ldu: "u32",
+    ldh: "u32",
+    offG: "u32",
+    offU: "u32",
+    offH: "u32",
+  },
+});
+const GEGLU_BWD = defineKernel({
+  file: "geglu_bwd.wgsl",
+  code: bwdSource,
+  params: {
+    rows: "u32",
+    cols: "u32",
+    ldg: "u32",
+    ldu: "u32",
+    ldd: "u32",
+    offG: "u32",
+    offU: "u32",
+    offDG: "u32",
+    offDU: "u32",
+  },
+});
 
 export interface GegluInputs {
   rows: number;
@@ -39,36 +69,37 @@ export function geglu(
 ): void {
   const hType = s.hType ?? "f32";
   const k = getKernel(rec.gpu, {
-    file: "geglu_fwd.wgsl",
-    code: fwdSource,
+    ...GEGLU_FWD,
     constants: { WG, SATURATE: hType === "f16" ? 1 : 0 },
     types: { H_T: hType },
   });
-  const params = [
-    s.rows,
-    s.cols,
-    s.ldGate ?? s.cols,
-    s.ldUp ?? s.cols,
-    s.ldH ?? s.cols,
-    s.offGate ?? 0,
-    s.offUp ?? 0,
-    s.offH ?? 0,
-  ];
+  const params = {
+    rows: s.rows,
+    cols: s.cols,
+    ldg: s.ldGate ?? s.cols,
+    ldu: s.ldUp ?? s.cols,
+    ldh: s.ldH ?? s.cols,
+    offG: s.offGate ?? 0,
+    offU: s.offUp ?? 0,
+    offH: s.offH ?? 0,
+  };
   rec.dispatch(k, [gate, up, h], params, groups(s));
 }
 
-function bwdParams(s: GegluInputs & { ldOut?: number; offDGate?: number; offDUp?: number }): number[] {
-  return [
-    s.rows,
-    s.cols,
-    s.ldGate ?? s.cols,
-    s.ldUp ?? s.cols,
-    s.ldOut ?? s.cols,
-    s.offGate ?? 0,
-    s.offUp ?? 0,
-    s.offDGate ?? 0,
-    s.offDUp ?? 0,
-  ];
+function bwdParams(
+  s: GegluInputs & { ldOut?: number; offDGate?: number; offDUp?: number },
+): KernelParams<typeof GEGLU_BWD> {
+  return {
+    rows: s.rows,
+    cols: s.cols,
+    ldg: s.ldGate ?? s.cols,
+    ldu: s.ldUp ?? s.cols,
+    ldd: s.ldOut ?? s.cols,
+    offG: s.offGate ?? 0,
+    offU: s.offUp ?? 0,
+    offDG: s.offDGate ?? 0,
+    offDU: s.offDUp ?? 0,
+  };
 }
 
 /**
@@ -87,8 +118,7 @@ export function gegluBackward(
 ): void {
   const dType = s.dType ?? "f32";
   const k = getKernel(rec.gpu, {
-    file: "geglu_bwd.wgsl",
-    code: bwdSource,
+    ...GEGLU_BWD,
     entry: "main",
     constants: { WG, SATURATE: dType === "f16" ? 1 : 0 },
     types: { DG_T: dType },
@@ -108,8 +138,7 @@ export function gegluBackwardInPlace(
   s: GegluInputs,
 ): void {
   const k = getKernel(rec.gpu, {
-    file: "geglu_bwd.wgsl",
-    code: bwdSource,
+    ...GEGLU_BWD,
     entry: "inplace",
     constants: { WG },
     types: { DG_T: "f32" },

@@ -30,13 +30,90 @@ import loraUpSource from "../../../kernels/lora_up.wgsl" with { type: "text" };
 import type { BufferPool } from "../../gpu/buffers.ts";
 import { upload } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
-import { getKernel, type Kernel } from "../../gpu/kernel.ts";
+import { defineKernel, getKernel, type Kernel, type KernelSpec } from "../../gpu/kernel.ts";
 import { type KernelVariant, kernelVariant, matmul, REGBLOCK_WG, SMALL_M } from "../../gpu/ops/matmul.ts";
-import { f32 } from "../../gpu/params.ts";
+import type { ParamSchema } from "../../gpu/params.ts";
 import { type Binding, foldGrid, type Recorder } from "../../gpu/recorder.ts";
 import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
-import { DROPOUT_WGSL_LIB, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
+import { DROPOUT_PARAMS, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
 import type { LoraBranch } from "../../lora/params.ts";
+
+/** The forward kernels' Params (nf4_matmul, its register-blocked and small-M variants: same semantics). */
+const NF4_FWD_PARAMS = {
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  ldx: "u32",
+  ldy: "u32",
+  offX: "u32",
+  offY: "u32",
+  beta: "f32",
+  offset: "f32",
+  zero: "u32",
+  R: "u32",
+  scaling: "f32",
+} as const;
+/** The input-gradient kernels' Params (nf4_matmul_dx and its register-blocked variant). */
+const NF4_DX_PARAMS = {
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  ldy: "u32",
+  ldx: "u32",
+  offY: "u32",
+  offX: "u32",
+  beta: "f32",
+  offset: "f32",
+  zero: "u32",
+  R: "u32",
+  ...DROPOUT_PARAMS,
+} as const;
+const NF4_MATMUL = defineKernel({ file: "nf4_matmul.wgsl", code: nf4Source, params: NF4_FWD_PARAMS });
+const NF4_MATMUL_REGBLOCK = defineKernel({
+  file: "nf4_matmul_regblock.wgsl",
+  code: nf4RegblockSource,
+  params: NF4_FWD_PARAMS,
+});
+const NF4_MATVEC = defineKernel({ file: "nf4_matvec.wgsl", code: nf4MatvecSource, params: NF4_FWD_PARAMS });
+const NF4_MATMUL_DX = defineKernel({ file: "nf4_matmul_dx.wgsl", code: nf4DxSource, params: NF4_DX_PARAMS });
+const NF4_MATMUL_DX_REGBLOCK = defineKernel({
+  file: "nf4_matmul_dx_regblock.wgsl",
+  code: nf4DxRegblockSource,
+  params: NF4_DX_PARAMS,
+});
+const LORA_DOWN = defineKernel({
+  file: "lora_down.wgsl",
+  code: loraDownSource,
+  params: { M: "u32", R: "u32", K: "u32", ldx: "u32", offX: "u32", alpha: "f32", ...DROPOUT_PARAMS },
+});
+const LORA_GRAD = defineKernel({
+  file: "lora_grad.wgsl",
+  code: loraGradSource,
+  params: {
+    M: "u32",
+    R: "u32",
+    C: "u32",
+    ldx: "u32",
+    offX: "u32",
+    alpha: "f32",
+    beta: "f32",
+    ...DROPOUT_PARAMS,
+  },
+});
+const LORA_UP = defineKernel({
+  file: "lora_up.wgsl",
+  code: loraUpSource,
+  params: {
+    M: "u32",
+    C: "u32",
+    R: "u32",
+    ldy: "u32",
+    offY: "u32",
+    alpha: "f32",
+    beta: "f32",
+    ...DROPOUT_PARAMS,
+  },
+});
 
 export type { DropoutSpec } from "../../lora/dropout.ts";
 export type ComputeType = "f32" | "f16";
@@ -220,12 +297,13 @@ function computeTypes(gpu: Gpu, compute: ComputeType | undefined): { OP_T: strin
   return c === "f16" ? { OP_T: "f16", OP_MAX: "65504.0" } : { OP_T: "f32", OP_MAX: "3.4028234e38" };
 }
 
-function withDropout(code: string): string {
-  return code + "\n" + DROPOUT_WGSL_LIB;
-}
-
-function kernel(gpu: Gpu, file: string, code: string, constants: Record<string, number>, types = {}): Kernel {
-  return getKernel(gpu, { file, code, constants, types });
+function kernel<S extends ParamSchema>(
+  gpu: Gpu,
+  spec: KernelSpec<S>,
+  constants: Record<string, number>,
+  types = {},
+): Kernel<S> {
+  return getKernel(gpu, { ...spec, constants, types });
 }
 
 interface DownShape {
@@ -242,11 +320,11 @@ interface DownShape {
 
 /** U [M, R] = alpha · (mask ∘ X)·op(L)ᵀ (kernels/lora_down.wgsl). */
 export function recordLoraDown(rec: Recorder, X: Binding, L: Binding, U: Binding, s: DownShape): void {
-  const k = kernel(rec.gpu, "lora_down.wgsl", withDropout(loraDownSource), { TRANS_L: s.transL ? 1 : 0 });
+  const k = kernel(rec.gpu, LORA_DOWN, { TRANS_L: s.transL ? 1 : 0 });
   rec.dispatch(
     k,
     [X, L, U],
-    [s.M, s.R, s.K, s.ldx, s.offX, f32(s.alpha), ...dropoutParams(s.dropout)],
+    { M: s.M, R: s.R, K: s.K, ldx: s.ldx, offX: s.offX, alpha: s.alpha, ...dropoutParams(s.dropout) },
     [Math.ceil(s.R / 16), Math.ceil(s.M / 64)],
   );
 }
@@ -266,11 +344,20 @@ interface GradShape {
 
 /** G (+)= alpha · Lᵀ·(mask ∘ X) (kernels/lora_grad.wgsl). */
 export function recordLoraGrad(rec: Recorder, L: Binding, X: Binding, G: Binding, s: GradShape): void {
-  const k = kernel(rec.gpu, "lora_grad.wgsl", withDropout(loraGradSource), { TRANS_OUT: s.transOut ? 1 : 0 });
+  const k = kernel(rec.gpu, LORA_GRAD, { TRANS_OUT: s.transOut ? 1 : 0 });
   rec.dispatch(
     k,
     [L, X, G],
-    [s.M, s.R, s.C, s.ldx, s.offX, f32(s.alpha), f32(s.accumulate ? 1 : 0), ...dropoutParams(s.dropout)],
+    {
+      M: s.M,
+      R: s.R,
+      C: s.C,
+      ldx: s.ldx,
+      offX: s.offX,
+      alpha: s.alpha,
+      beta: s.accumulate ? 1 : 0,
+      ...dropoutParams(s.dropout),
+    },
     [Math.ceil(s.C / 64), Math.ceil(s.R / 16)],
   );
 }
@@ -290,11 +377,20 @@ interface UpShape {
 
 /** Y (+)= alpha · mask ∘ (U·op(L)) (kernels/lora_up.wgsl), the dense-weight path. */
 export function recordLoraUp(rec: Recorder, U: Binding, L: Binding, Y: Binding, s: UpShape): void {
-  const k = kernel(rec.gpu, "lora_up.wgsl", withDropout(loraUpSource), { TRANS_L: s.transL ? 1 : 0 });
+  const k = kernel(rec.gpu, LORA_UP, { TRANS_L: s.transL ? 1 : 0 });
   rec.dispatch(
     k,
     [U, L, Y],
-    [s.M, s.C, s.R, s.ldy, s.offY, f32(s.alpha), f32(s.accumulate ? 1 : 0), ...dropoutParams(s.dropout)],
+    {
+      M: s.M,
+      C: s.C,
+      R: s.R,
+      ldy: s.ldy,
+      offY: s.offY,
+      alpha: s.alpha,
+      beta: s.accumulate ? 1 : 0,
+      ...dropoutParams(s.dropout),
+    },
     [Math.ceil(s.C / 64), Math.ceil(s.M / 4)],
   );
 }
@@ -356,26 +452,26 @@ export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShap
       lora ? lora.B : dummy(gpu),
       a.y,
     ];
-    const params = [
+    const params = {
       M,
-      s.outF,
-      s.inF,
+      N: s.outF,
+      K: s.inF,
       ldx,
       ldy,
       offX,
       offY,
-      f32(beta),
-      f32(w.offset),
-      0, // zero: opaque to the compiler (no fma contraction in the absmax dequant)
-      lora ? lora.r : 0,
-      f32(lora ? lora.scaling : 0),
-    ];
+      beta,
+      offset: w.offset,
+      zero: 0, // opaque to the compiler (no fma contraction in the absmax dequant)
+      R: lora ? lora.r : 0,
+      scaling: lora ? lora.scaling : 0,
+    };
     const types = { X_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) };
     const FAST = s.inF % 8 === 0 ? 1 : 0;
     const path = linearForwardPath(gpu, s);
     if (path === "regblock") {
       const TM = Math.max(1, Math.min(M, 8));
-      const k = kernel(gpu, "nf4_matmul_regblock.wgsl", nf4RegblockSource, {
+      const k = kernel(gpu, NF4_MATMUL_REGBLOCK, {
         FAST,
         A64: s.inF % 64 === 0 ? 1 : 0,
         F16: types.OP_T === "f16" ? 1 : 0,
@@ -384,7 +480,7 @@ export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShap
       }, types);
       rec.dispatch(k, bindings, params, [Math.ceil(s.outF / (8 * REGBLOCK_WG)), Math.ceil(M / TM)]);
     } else if (path === "matvec") {
-      const k = kernel(gpu, "nf4_matvec.wgsl", nf4MatvecSource, { FAST, MR: M }, types);
+      const k = kernel(gpu, NF4_MATVEC, { FAST, MR: M }, types);
       // Blocks of 4 features over a 1-D grid folded into x/y.
       rec.dispatch(
         k,
@@ -393,7 +489,7 @@ export function linearForward(rec: Recorder, a: LinearForwardArgs, s: LinearShap
         foldGrid(Math.ceil(s.outF / 4), gpu.limits.maxComputeWorkgroupsPerDimension),
       );
     } else {
-      const k = kernel(gpu, "nf4_matmul.wgsl", nf4Source, { FAST }, types);
+      const k = kernel(gpu, NF4_MATMUL, { FAST }, types);
       rec.dispatch(k, bindings, params, [Math.ceil(s.outF / TILE), Math.ceil(M / TILE)]);
     }
     return;
@@ -488,25 +584,25 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
       lora ? lora.A : dummy(gpu),
       a.dx,
     ];
-    const params = [
+    const params = {
       M,
-      s.inF,
-      s.outF,
+      N: s.inF,
+      K: s.outF,
       ldy,
       ldx,
       offY,
       offX,
-      f32(beta),
-      f32(w.offset),
-      0,
-      lora ? lora.r : 0,
+      beta,
+      offset: w.offset,
+      zero: 0,
+      R: lora ? lora.r : 0,
       ...dropoutParams(lora?.dropout),
-    ];
+    };
     const types = { Y_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) };
     const FAST = s.inF % 8 === 0 ? 1 : 0;
     if (kernelVariant(gpu, s.kernels) === "regblock") {
       const TM = Math.max(1, Math.min(M, 8));
-      const k = kernel(gpu, "nf4_matmul_dx_regblock.wgsl", withDropout(nf4DxRegblockSource), {
+      const k = kernel(gpu, NF4_MATMUL_DX_REGBLOCK, {
         FAST,
         F16: types.OP_T === "f16" ? 1 : 0,
         TM,
@@ -514,7 +610,7 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
       }, types);
       rec.dispatch(k, bindings, params, [Math.ceil(s.inF / (8 * REGBLOCK_WG)), Math.ceil(M / TM)]);
     } else {
-      const k = kernel(gpu, "nf4_matmul_dx.wgsl", withDropout(nf4DxSource), { FAST }, types);
+      const k = kernel(gpu, NF4_MATMUL_DX, { FAST }, types);
       rec.dispatch(k, bindings, params, [Math.ceil(s.inF / TILE), Math.ceil(M / TILE)]);
     }
     return;

@@ -7,9 +7,24 @@
 import fwdSource from "../../../kernels/rmsnorm_fwd.wgsl" with { type: "text" };
 import bwdSource from "../../../kernels/rmsnorm_bwd.wgsl" with { type: "text" };
 import dwSource from "../../../kernels/rmsnorm_dw.wgsl" with { type: "text" };
-import { getKernel } from "../../gpu/kernel.ts";
-import { f32 } from "../../gpu/params.ts";
+import { defineKernel, getKernel } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const RMSNORM_FWD = defineKernel({
+  file: "rmsnorm_fwd.wgsl",
+  code: fwdSource,
+  params: { rows: "u32", dim: "u32", eps: "f32" },
+});
+const RMSNORM_BWD = defineKernel({
+  file: "rmsnorm_bwd.wgsl",
+  code: bwdSource,
+  params: { rows: "u32", dim: "u32" },
+});
+const RMSNORM_DW = defineKernel({
+  file: "rmsnorm_dw.wgsl",
+  code: dwSource,
+  params: { rows: "u32", dim: "u32", rowsPerChunk: "u32", chunks: "u32" },
+});
 
 export interface RmsNormShape {
   rows: number;
@@ -53,8 +68,7 @@ export function rmsnorm(
   const yType = s.yType ?? "f32";
   if (s.residual && yType !== "f32") throw new Error("rmsnorm: the fused residual add needs an f32 y");
   const k = getKernel(rec.gpu, {
-    file: "rmsnorm_fwd.wgsl",
-    code: fwdSource,
+    ...RMSNORM_FWD,
     constants: {
       WG: rowWorkgroup(s.dim),
       RESIDUAL: s.residual ? 1 : 0,
@@ -62,7 +76,7 @@ export function rmsnorm(
     },
     types: { Y_T: yType },
   });
-  rec.dispatch(k, [x, w, y, rstd], [s.rows, s.dim, f32(s.eps)], s.rows);
+  rec.dispatch(k, [x, w, y, rstd], { rows: s.rows, dim: s.dim, eps: s.eps }, s.rows);
 }
 
 /**
@@ -80,11 +94,10 @@ export function rmsnormBackward(
   s: RmsNormShape & { accumulate?: boolean },
 ): void {
   const k = getKernel(rec.gpu, {
-    file: "rmsnorm_bwd.wgsl",
-    code: bwdSource,
+    ...RMSNORM_BWD,
     constants: { WG: rowWorkgroup(s.dim), ACCUMULATE: s.accumulate ? 1 : 0 },
   });
-  rec.dispatch(k, [dy, x, w, rstd, dx], [s.rows, s.dim], s.rows);
+  rec.dispatch(k, [dy, x, w, rstd, dx], { rows: s.rows, dim: s.dim }, s.rows);
 }
 
 /** Rows summed per workgroup in the first pass of the weight gradient. */
@@ -114,15 +127,14 @@ export function rmsnormWeightGrad(
   const cols = Math.ceil(s.dim / DW_WG);
   const max = rec.gpu.limits.maxComputeWorkgroupsPerDimension;
   if (chunks > max || cols > max) throw new RangeError(`rmsnormWeightGrad: ${s.rows}x${s.dim} is too large`);
-  const params = [s.rows, s.dim, DW_ROWS_PER_CHUNK, chunks];
+  const params = { rows: s.rows, dim: s.dim, rowsPerChunk: DW_ROWS_PER_CHUNK, chunks };
   const constants = { WG: DW_WG, ACCUMULATE: s.accumulate ? 1 : 0 };
   const partial = getKernel(rec.gpu, {
-    file: "rmsnorm_dw.wgsl",
-    code: dwSource,
+    ...RMSNORM_DW,
     entry: "partial",
     constants,
   });
   rec.dispatch(partial, [dy, x, rstd, scratch], params, [cols, chunks, 1]);
-  const total = getKernel(rec.gpu, { file: "rmsnorm_dw.wgsl", code: dwSource, entry: "total", constants });
+  const total = getKernel(rec.gpu, { ...RMSNORM_DW, entry: "total", constants });
   rec.dispatch(total, [scratch, dw], params, [cols, 1, 1]);
 }

@@ -3,8 +3,14 @@
  * Gemma2RotaryEmbedding + apply_rotary_pos_emb), in place on q or k, forward or inverse (the backward).
  */
 import source from "../../../kernels/rope.wgsl" with { type: "text" };
-import { getKernel } from "../../gpu/kernel.ts";
+import { defineKernel, getKernel } from "../../gpu/kernel.ts";
 import type { Binding, Recorder } from "../../gpu/recorder.ts";
+
+const ROPE = defineKernel({
+  file: "rope.wgsl",
+  code: source,
+  params: { tokens: "u32", T: "u32", H: "u32", D: "u32", stride: "u32", off: "u32", pos0: "u32" },
+});
 
 /**
  * inv_freq[i] = 1/θ^(2i/D) rounded as transformers computes it in float32:
@@ -44,12 +50,19 @@ const WG = 64;
 export function rope(rec: Recorder, x: Binding, invFreq: Binding, s: RopeShape, inverse = false): void {
   if (s.D % 2) throw new RangeError(`rope: head_dim ${s.D} must be even`);
   const k = getKernel(rec.gpu, {
-    file: "rope.wgsl",
-    code: source,
+    ...ROPE,
     constants: { WG, SIGN: inverse ? -1 : 1 },
   });
   const tokens = s.B * s.T;
-  const params = [tokens, s.T, s.H, s.D, s.stride ?? s.H * s.D, s.offset ?? 0, s.pos0 ?? 0];
+  const params = {
+    tokens,
+    T: s.T,
+    H: s.H,
+    D: s.D,
+    stride: s.stride ?? s.H * s.D,
+    off: s.offset ?? 0,
+    pos0: s.pos0 ?? 0,
+  };
   rec.dispatch(k, [invFreq, x], params, Math.ceil((tokens * s.D) / 2 / WG));
 }
 

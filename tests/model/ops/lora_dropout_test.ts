@@ -1,4 +1,4 @@
-/** LoRA dropout masks (src/lora/dropout.ts, kernels/lora_dropout.wgsl): GPU = CPU twin bit for bit,
+/** LoRA dropout masks (src/lora/dropout.ts, kernels/lora_dropout.wgsl through src/model/ops/lora_dropout.ts): GPU = CPU twin bit for bit,
  *  deterministic per (seed, step, stream), ~p dropped, independent across keys, inverted scaling. */
 import {
   dropoutKey,
@@ -6,12 +6,12 @@ import {
   dropoutScale,
   type DropoutSpec,
   pcgHash,
-  recordDropoutMask,
-} from "../../src/lora/dropout.ts";
-import { upload } from "../../src/gpu/buffers.ts";
-import { Recorder } from "../../src/gpu/recorder.ts";
-import { readF32 } from "../../src/gpu/readback.ts";
-import { testGpu } from "../helpers/gpu.ts";
+} from "../../../src/lora/dropout.ts";
+import { recordDropoutMask } from "../../../src/model/ops/lora_dropout.ts";
+import { upload } from "../../../src/gpu/buffers.ts";
+import { Recorder } from "../../../src/gpu/recorder.ts";
+import { readF32 } from "../../../src/gpu/readback.ts";
+import { testGpu } from "../../helpers/gpu.ts";
 
 const COUNT = 200_003;
 

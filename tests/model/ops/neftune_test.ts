@@ -1,11 +1,11 @@
 // NEFTune: uniform noise of magnitude alpha/sqrt(T·hidden) on the embeddings, training forwards only.
-import { BufferPool } from "../../src/gpu/buffers.ts";
-import { Recorder } from "../../src/gpu/recorder.ts";
-import { readF32 } from "../../src/gpu/readback.ts";
-import { buildWeights } from "../../src/model/weights.ts";
-import { Gemma2Engine } from "../../src/model/engine.ts";
-import { testGpu } from "../helpers/gpu.ts";
-import { goldenConfig, goldenModelTensors } from "../helpers/golden.ts";
+import { BufferPool } from "../../../src/gpu/buffers.ts";
+import { Recorder } from "../../../src/gpu/recorder.ts";
+import { readF32 } from "../../../src/gpu/readback.ts";
+import { buildWeights } from "../../../src/model/weights.ts";
+import { Gemma2Engine } from "../../../src/model/engine.ts";
+import { testGpu } from "../../helpers/gpu.ts";
+import { goldenConfig, goldenModelTensors } from "../../helpers/golden.ts";
 
 Deno.test("NEFTune adds seeded uniform noise of the right size to the embeddings in training forwards only", async () => {
   const gpu = await testGpu();
