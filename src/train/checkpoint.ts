@@ -1,12 +1,15 @@
 /**
  * Checkpoints: models/{ver}/model/checkpoint-{step}/ with the PEFT adapter, optimizer.safetensors,
  * trainer_state.json and rng_state.json. A checkpoint directory is built under a temp name and renamed into
- * place, so a crash never leaves a half-written checkpoint that --resume could pick.
+ * place, so a crash never leaves a half-written checkpoint that --resume could pick. The optimizer file's
+ * format is here, written and read; src/train/checkpointer.ts moves the trainer's GPU state through it.
  */
 import { join } from "node:path";
 import { type RngState, RngStateSchema, type TrainerState, TrainerStateSchema } from "./state.ts";
 import { UsageError } from "../util/errors.ts";
 import { removeStaleTemps } from "../util/atomic.ts";
+import { readSafetensorsFile } from "../safetensors/read_file.ts";
+import { writeSafetensors } from "../safetensors/write.ts";
 
 export const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
 const COMPLETE_MARKER = "trainer_state.json";
@@ -184,4 +187,36 @@ export async function readCheckpointState(dir: string): Promise<{ state: Trainer
   const r = RngStateSchema.safeParse(await read("rng_state.json"));
   if (!r.success) throw new UsageError(`${join(dir, "rng_state.json")}: ${r.error.issues[0].message}`);
   return { state: s.data, rng: r.data };
+}
+
+export const OPTIMIZER_FILE = "optimizer.safetensors";
+
+/** AdamW's moments over the flat LoRA arena (src/train/optimizer.ts), as the host holds them. */
+export interface OptimizerMoments {
+  /** First moment (torch's `exp_avg`). */
+  m: Float32Array;
+  /** Second moment (torch's `exp_avg_sq`). */
+  v: Float32Array;
+}
+
+/**
+ * Writes `dir`/optimizer.safetensors: the two flat F32 arenas under torch's state names, not torch's
+ * `optimizer.pt` (a pickle), tagged with the step they follow.
+ */
+export async function writeOptimizerState(dir: string, s: OptimizerMoments, step: number): Promise<void> {
+  await writeSafetensors(join(dir, OPTIMIZER_FILE), {
+    exp_avg: { dtype: "F32", shape: [s.m.length], data: s.m },
+    exp_avg_sq: { dtype: "F32", shape: [s.v.length], data: s.v },
+  }, { format: "maieutic-adamw", step: String(step) });
+}
+
+/** Reads `dir`/optimizer.safetensors; a UsageError when it does not hold `n` values per moment. */
+export async function readOptimizerState(dir: string, n: number): Promise<OptimizerMoments> {
+  const { tensors } = await readSafetensorsFile(join(dir, OPTIMIZER_FILE));
+  const m = tensors.get("exp_avg")?.data as Float32Array | undefined;
+  const v = tensors.get("exp_avg_sq")?.data as Float32Array | undefined;
+  if (!m || !v || m.length !== n || v.length !== n) {
+    throw new UsageError(`${dir}/${OPTIMIZER_FILE} does not fit this model and LoRA configuration`);
+  }
+  return { m, v };
 }
