@@ -8,6 +8,7 @@ import { UsageError } from "../util/errors.ts";
 import { DEFAULT_CONNECTION_LIMITS } from "../serve/http1.ts";
 import { DEFAULT_MAX_JOBS, DEFAULT_MAX_REPORT_BYTES, EvalServer } from "../serve/server.ts";
 import { DEFAULT_KEEP_DAYS } from "../serve/store.ts";
+import { chooseBackend } from "../gpu/backend.ts";
 
 const USAGE =
   "maieutic serve [--port 8787] [--hostname 127.0.0.1] [--data-root DIR]... [--adapter-root DIR] " +
@@ -88,10 +89,14 @@ function int(name: string, v: unknown, def: number, min: number): number {
   return n;
 }
 
-/** The WebGPU adapter this machine would run eval on (no device is opened), for /healthz. */
+/**
+ * The WebGPU adapter this machine would run eval on (no device is opened), for /healthz: chosen as the eval
+ * children choose it (src/gpu/backend.ts: Vulkan, Metal or DX12 before GL).
+ */
 async function adapterInfo(): Promise<unknown> {
   try {
     if (!("gpu" in navigator) || !navigator.gpu) return null;
+    const choice = await chooseBackend();
     const a = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }) ??
       await navigator.gpu.requestAdapter();
     if (!a) return null;
@@ -104,6 +109,7 @@ async function adapterInfo(): Promise<unknown> {
       device: i.device,
       description: i.description,
       software,
+      backend: choice.backend,
     };
   } catch {
     return null;
