@@ -1,11 +1,13 @@
 /**
  * Subgroup operations against their fallbacks (kernels/lib/*_subgroup.wgsl vs reduce_workgroup.wgsl /
  * row8_load.wgsl) on the benchmark's kernel cases that use them: each case timed under both, on the same
- * buffers, back to back. The variant is switched the way a user would, with MAIEUTIC_SUBGROUPS (read when a
- * kernel is built; the kernel cache is keyed by variant), and restored afterwards.
+ * buffers, back to back. The variant is switched on the open device with overrideKernels (src/gpu/variants.ts;
+ * the kernel cache is keyed by variant), as MAIEUTIC_SUBGROUPS=1 or 0 would choose it at open, and restored
+ * afterwards.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { libraryVariants, type Reductions } from "../gpu/kernel.ts";
+import { overrideKernels } from "../gpu/variants.ts";
 import type { KernelCase } from "./kernels.ts";
 import type { Clock, GpuTimer } from "./timing.ts";
 
@@ -37,14 +39,15 @@ export async function compareSubgroups(
   const in_use = libraryVariants(gpu);
   if (!gpu.subgroups) return { in_use, subgroup_sizes: gpu.subgroupSizes, cases: null };
   const out: SubgroupsCase[] = [];
-  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
+  let restore = () => {};
   try {
     for (const c of cases.filter((x) => x.subgroups)) {
       const ms = { subgroup: 0, fallback: 0 };
       // Both variants by the same clock: the fallback by the wall clock when the subgroup run fell back to it.
       let clock: Clock = "timestamps";
       for (const variant of ["subgroup", "fallback"] as const) {
-        Deno.env.set("MAIEUTIC_SUBGROUPS", variant === "subgroup" ? "1" : "0");
+        restore();
+        restore = overrideKernels(gpu, { reductions: variant === "subgroup" ? "subgroup" : "workgroup" });
         const t = await timer.time(c.record, {
           minMs: o.minMs ?? 150,
           acceptPilotMs: 400,
@@ -55,9 +58,11 @@ export async function compareSubgroups(
         else if (t.clock !== clock) {
           // The fallback's timestamps were not trusted: time both by the wall clock.
           clock = "wall";
-          Deno.env.set("MAIEUTIC_SUBGROUPS", "1");
+          restore();
+          restore = overrideKernels(gpu, { reductions: "subgroup" });
           ms.subgroup = (await timer.time(c.record, { minMs: o.minMs ?? 150, acceptPilotMs: 400, clock })).ms;
-          Deno.env.set("MAIEUTIC_SUBGROUPS", "0");
+          restore();
+          restore = overrideKernels(gpu, { reductions: "workgroup" });
         }
         ms[variant] = t.ms;
       }
@@ -73,8 +78,7 @@ export async function compareSubgroups(
       o.onCase?.(row);
     }
   } finally {
-    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+    restore();
   }
   return { in_use, subgroup_sizes: gpu.subgroupSizes, cases: out };
 }

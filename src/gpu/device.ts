@@ -13,6 +13,7 @@ import {
   SLOW_ADAPTER_FIX,
   SlowAdapterError,
 } from "./calibrate.ts";
+import { resolveKernels } from "./variants.ts";
 import { type GpuActivity, gpuWait } from "./watchdog.ts";
 
 export const INSTALL_HINT =
@@ -134,7 +135,7 @@ function subgroupSizes(info: GPUAdapterInfo): { min: number; max: number } | nul
  * a pathological one with the fix (src/gpu/calibrate.ts), and returns the handle.
  */
 export function getGpu(): Promise<Gpu> {
-  handle ??= openGpu().then(assess).catch((e) => {
+  handle ??= openGpu().then(resolveKernels).then(assess).catch((e) => {
     handle = undefined;
     throw e;
   });

@@ -25,7 +25,8 @@
  * `dropout` (the LoRA dropout mask), `softcap` (Gemma-2's score softcapping), `attention_scores`,
  * `attention_kv_tile`, `attention_query_rows` (what the tiled attention kernels share).
  */
-import { type Gpu, subgroupsFromEnv, waitGpu } from "./device.ts";
+import { type Gpu, waitGpu } from "./device.ts";
+import { kernelChoice, type Reductions } from "./variants.ts";
 import { type ParamSchema, type ParamsOf, paramsStruct } from "./params.ts";
 import reduceSubgroupSource from "../../kernels/lib/reduce_subgroup.wgsl" with { type: "text" };
 import reduceWorkgroupSource from "../../kernels/lib/reduce_workgroup.wgsl" with { type: "text" };
@@ -55,8 +56,7 @@ export interface KernelSpec<S extends ParamSchema = ParamSchema> {
   types?: Record<string, string>;
 }
 
-/** Whether the `// #include` libraries use subgroup operations ("subgroup") or their fallback ("workgroup"). */
-export type Reductions = "subgroup" | "workgroup";
+export type { Reductions };
 
 type Library =
   | {
@@ -115,17 +115,9 @@ const variantsMemo = new Map<string, Readonly<Record<string, Reductions>>>();
 
 const INCLUDE = /^\/\/ #include (\w+)\s*$/gm;
 
-/** The reductions variant for this device: MAIEUTIC_SUBGROUPS, else subgroups when the device has them. */
+/** The reductions variant of this device, resolved when it opened (src/gpu/variants.ts). */
 export function reductionsFor(gpu: Gpu): Reductions {
-  const env = subgroupsFromEnv();
-  if (env === "0") return "workgroup";
-  if (env === "1" && !gpu.subgroups) {
-    throw new WgslError(
-      "MAIEUTIC_SUBGROUPS=1 but this device has no `subgroups` feature: unset it (or set 0) to use " +
-        "the kernels' fallbacks (no subgroup operations)",
-    );
-  }
-  return gpu.subgroups ? "subgroup" : "workgroup";
+  return kernelChoice(gpu).reductions;
 }
 
 export interface Kernel<S extends ParamSchema = ParamSchema> {

@@ -19,6 +19,14 @@ import type { Gpu } from "../../src/gpu/device.ts";
 import { createBuffer, upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
+import {
+  chooseKernels,
+  kernelChoice,
+  kernelVariant,
+  overrideKernels,
+  settingsFromEnv,
+} from "../../src/gpu/variants.ts";
+import { UsageError } from "../../src/util/errors.ts";
 import { assertClose, randomArray, REDUCTIONS, rng, testGpu, withReductions } from "../helpers/gpu.ts";
 
 // Workgroup g reduces x[g·WG, (g+1)·WG) twice in a row (sum and max of x, then the sum of x² and the max of
@@ -267,24 +275,22 @@ Deno.test("`// #include reduce` appends the variant's library after the kernel; 
   assert.ok(message.includes("kernels/broken_reduce.wgsl:5:"), `${message}`);
 });
 
-Deno.test("libraryVariants: row8 needs subgroups at least 8 wide, reduce any; MAIEUTIC_SUBGROUPS=0 turns both off", async () => {
-  await testGpu();
-  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
-  try {
-    Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    const gpu = (sizes: { min: number; max: number } | null, subgroups = true) =>
-      ({ subgroups, subgroupSizes: sizes }) as Gpu;
-    assert.deepEqual(libraryVariants(gpu({ min: 8, max: 8 })), { reduce: "subgroup", row8: "subgroup" });
-    assert.deepEqual(libraryVariants(gpu({ min: 32, max: 64 })), { reduce: "subgroup", row8: "subgroup" });
-    assert.deepEqual(libraryVariants(gpu({ min: 4, max: 32 })), { reduce: "subgroup", row8: "workgroup" });
-    assert.deepEqual(libraryVariants(gpu(null)), { reduce: "subgroup", row8: "workgroup" });
-    assert.deepEqual(libraryVariants(gpu(null, false)), { reduce: "workgroup", row8: "workgroup" });
-    Deno.env.set("MAIEUTIC_SUBGROUPS", "0");
-    assert.deepEqual(libraryVariants(gpu({ min: 8, max: 8 })), { reduce: "workgroup", row8: "workgroup" });
-  } finally {
-    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
-  }
+Deno.test("libraryVariants: row8 needs subgroups at least 8 wide, reduce any; fallback reductions turn both off", async () => {
+  const real = await testGpu();
+  // Hand-built devices resolve their variants on first use (MAIEUTIC_SUBGROUPS unset or 0 in the test run).
+  const gpu = (sizes: { min: number; max: number } | null, subgroups = true) => {
+    const g = { ...real, subgroups, subgroupSizes: sizes } as Gpu;
+    overrideKernels(g, { reductions: subgroups ? "subgroup" : "workgroup" });
+    return g;
+  };
+  assert.deepEqual(libraryVariants(gpu({ min: 8, max: 8 })), { reduce: "subgroup", row8: "subgroup" });
+  assert.deepEqual(libraryVariants(gpu({ min: 32, max: 64 })), { reduce: "subgroup", row8: "subgroup" });
+  assert.deepEqual(libraryVariants(gpu({ min: 4, max: 32 })), { reduce: "subgroup", row8: "workgroup" });
+  assert.deepEqual(libraryVariants(gpu(null)), { reduce: "subgroup", row8: "workgroup" });
+  assert.deepEqual(libraryVariants(gpu(null, false)), { reduce: "workgroup", row8: "workgroup" });
+  const off = gpu({ min: 8, max: 8 });
+  overrideKernels(off, { reductions: "workgroup" });
+  assert.deepEqual(libraryVariants(off), { reduce: "workgroup", row8: "workgroup" });
   const kernel = "// #include row8\n// #include reduce\n";
   const both = expandSource({ file: "k.wgsl", code: kernel }, false, {
     reduce: "subgroup",
@@ -298,32 +304,58 @@ Deno.test("libraryVariants: row8 needs subgroups at least 8 wide, reduce any; MA
   );
 });
 
-Deno.test("reductionsFor: MAIEUTIC_SUBGROUPS=0 / 1 / unset, and the cache key names the variant", async () => {
-  await testGpu(); // opened before the environment changes
-  const withSub = { subgroups: true } as Gpu;
-  const without = { subgroups: false } as Gpu;
-  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
+Deno.test("kernel variants: MAIEUTIC_SUBGROUPS / MAIEUTIC_KERNELS read once at open, overrides, and the cache key", async () => {
+  const withSub = { subgroups: true, isSoftware: false };
+  const without = { subgroups: false, isSoftware: true };
+  assert.deepEqual(chooseKernels(withSub, {}), {
+    family: "tiled",
+    familyFrom: "adapter",
+    reductions: "subgroup",
+  });
+  assert.deepEqual(chooseKernels(without, {}), {
+    family: "regblock",
+    familyFrom: "adapter",
+    reductions: "workgroup",
+  });
+  assert.equal(chooseKernels(withSub, { subgroups: "0" }).reductions, "workgroup");
+  assert.equal(chooseKernels(withSub, { subgroups: "1" }).reductions, "subgroup");
+  assert.deepEqual(chooseKernels(withSub, { kernels: "regblock" }), {
+    family: "regblock",
+    familyFrom: "MAIEUTIC_KERNELS",
+    reductions: "subgroup",
+  });
+  assert.throws(
+    () => chooseKernels(without, { subgroups: "1" }),
+    (e: Error) => e instanceof UsageError && e.message.includes("unset it (or set 0)"),
+  );
+  // The environment is not read per dispatch: a change after the device resolved its variants is ignored.
+  const gpu = await testGpu();
+  const before = kernelChoice(gpu);
+  const prev = Deno.env.get("MAIEUTIC_KERNELS");
   try {
-    Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    assert.deepEqual(reductionsFor(withSub), "subgroup");
-    assert.deepEqual(reductionsFor(without), "workgroup");
-    Deno.env.set("MAIEUTIC_SUBGROUPS", "0");
-    assert.deepEqual(reductionsFor(withSub), "workgroup");
-    Deno.env.set("MAIEUTIC_SUBGROUPS", "1");
-    assert.deepEqual(reductionsFor(withSub), "subgroup");
+    Deno.env.set("MAIEUTIC_KERNELS", before.family === "tiled" ? "regblock" : "tiled");
+    assert.deepEqual(kernelChoice(gpu), before);
+    assert.equal(kernelVariant(gpu), before.family);
+    Deno.env.set("MAIEUTIC_KERNELS", "fast");
     assert.throws(
-      () => reductionsFor(without),
-      (e: Error) => e instanceof WgslError && e.message.includes("unset it (or set 0)"),
-    );
-    Deno.env.set("MAIEUTIC_SUBGROUPS", "yes");
-    assert.throws(
-      () => reductionsFor(withSub),
-      (e: Error) => e instanceof Error && e.message.includes("set it to 0"),
+      () => settingsFromEnv(),
+      (e: Error) => e instanceof UsageError && /"tiled" or "regblock"/.test(e.message),
     );
   } finally {
-    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+    if (prev === undefined) Deno.env.delete("MAIEUTIC_KERNELS");
+    else Deno.env.set("MAIEUTIC_KERNELS", prev);
   }
+  // overrideKernels switches an open device until restored; a call's `kernels` option still wins.
+  const restore = overrideKernels(gpu, {
+    family: before.family === "tiled" ? "regblock" : "tiled",
+    reductions: "workgroup",
+  });
+  assert.notEqual(kernelVariant(gpu), before.family);
+  assert.equal(kernelVariant(gpu, before.family), before.family);
+  assert.equal(reductionsFor(gpu), "workgroup");
+  restore();
+  assert.deepEqual(kernelChoice(gpu), before);
+  if (!gpu.subgroups) assert.throws(() => overrideKernels(gpu, { reductions: "subgroup" }), UsageError);
   const spec = { file: "k.wgsl", code: "// #include reduce\n" };
   assert(kernelKey(spec, "subgroup") !== kernelKey(spec, "workgroup"));
   assert.deepEqual(

@@ -2,6 +2,7 @@
  * Test helpers for kernels. `testGpu()` fails (never skips) when WebGPU is missing, with the install hint.
  */
 import { getGpu, type Gpu, INSTALL_HINT } from "../../src/gpu/device.ts";
+import { overrideKernels } from "../../src/gpu/variants.ts";
 import { mulberry32 } from "../../src/util/random.ts";
 
 export async function testGpu(): Promise<Gpu> {
@@ -44,19 +45,16 @@ export const REDUCTIONS = ["subgroup", "workgroup"] as const;
 export type ReductionsVariant = (typeof REDUCTIONS)[number];
 
 /**
- * Runs fn with the kernels' reductions forced to one variant (MAIEUTIC_SUBGROUPS=1 or 0; the kernel cache is
- * keyed by variant). The device is opened first, so a workgroup run never opens it without subgroups. The
- * subgroup variant fails (never skips) on a device without the `subgroups` feature.
+ * Runs fn with the kernels' reductions switched to one variant on the test device (overrideKernels,
+ * src/gpu/variants.ts; the kernel cache is keyed by variant). The subgroup variant fails (never skips) on a
+ * device without the `subgroups` feature.
  */
 export async function withReductions<T>(variant: ReductionsVariant, fn: () => Promise<T>): Promise<T> {
-  await testGpu();
-  const prev = Deno.env.get("MAIEUTIC_SUBGROUPS");
-  Deno.env.set("MAIEUTIC_SUBGROUPS", variant === "subgroup" ? "1" : "0");
+  const restore = overrideKernels(await testGpu(), { reductions: variant });
   try {
     return await fn();
   } finally {
-    if (prev === undefined) Deno.env.delete("MAIEUTIC_SUBGROUPS");
-    else Deno.env.set("MAIEUTIC_SUBGROUPS", prev);
+    restore();
   }
 }
 

@@ -10,16 +10,18 @@
  *   - "regblock" family (CPU adapters, gpu.isSoftware): kernels/matmul_regblock.wgsl (registers only, no
  *     barriers: on lavapipe the barriers of the tiled kernel cost ~6× its arithmetic, BENCHMARKS.md), with
  *     TM = min(M, 8) rows per workgroup so small M computes no padding rows.
- * `kernelVariant` picks the family: the wrapper option `kernels` (tests), else MAIEUTIC_KERNELS=tiled|regblock
- * (tests, benchmarks), else the adapter. src/model/ops/linear.ts uses the same choice for the NF4 kernels.
+ * The family is the device's (src/gpu/variants.ts: by adapter, or MAIEUTIC_KERNELS=tiled|regblock read when the
+ * device opened) unless the wrapper option `kernels` forces one (tests); SELECT.matmul picks the kernel.
  */
 import source from "../../../kernels/matmul.wgsl" with { type: "text" };
 import regblockSource from "../../../kernels/matmul_regblock.wgsl" with { type: "text" };
 import matvecSource from "../../../kernels/matvec.wgsl" with { type: "text" };
-import { UsageError } from "../../util/errors.ts";
 import type { Gpu } from "../device.ts";
 import { defineKernel, getKernel, type Kernel, type KernelParams } from "../kernel.ts";
 import { type Binding, foldGrid, type Recorder } from "../recorder.ts";
+import { type KernelVariant, kernelVariant, SELECT } from "../variants.ts";
+
+export { KERNEL_VARIANTS, kernelsFromEnv, type KernelVariant, kernelVariant, SMALL_M } from "../variants.ts";
 
 export type Elem = "f32" | "f16";
 
@@ -49,38 +51,8 @@ const MATMUL_REGBLOCK = defineKernel({
 const MATVEC = defineKernel({ file: "matvec.wgsl", code: matvecSource, params: MATMUL_PARAMS });
 const TILE = 64;
 
-/** Kernel families: workgroup-memory tiles (GPUs) or register blocks without barriers (CPU adapters). */
-export type KernelVariant = "tiled" | "regblock";
-export const KERNEL_VARIANTS: readonly KernelVariant[] = ["tiled", "regblock"];
-
-/** Rows at or below which the small-M kernels (matvec.wgsl, nf4_matvec.wgsl; regblock with TM = M) are used. */
-export const SMALL_M = 8;
-
 /** Invocations per workgroup of the register-blocked kernels (lavapipe's SIMD width at 256 bits), 8 columns each. */
 export const REGBLOCK_WG = 8;
-
-/** MAIEUTIC_KERNELS, validated; undefined when unset (or when the environment cannot be read). */
-export function kernelsFromEnv(): KernelVariant | undefined {
-  let v: string | undefined;
-  try {
-    v = Deno.env.get("MAIEUTIC_KERNELS");
-  } catch {
-    return undefined; // no --allow-env: choose by adapter
-  }
-  if (!v) return undefined;
-  if (v === "tiled" || v === "regblock") return v;
-  throw new UsageError(
-    `MAIEUTIC_KERNELS=${v} is not a kernel family: set it to "tiled" or "regblock", or unset it to choose by adapter`,
-  );
-}
-
-/**
- * The kernel family for a dispatch: `forced` (a wrapper option), else MAIEUTIC_KERNELS, else by adapter:
- * "regblock" on CPU adapters (gpu.isSoftware: lavapipe/llvmpipe, SwiftShader, WARP), "tiled" on GPUs.
- */
-export function kernelVariant(gpu: Gpu, forced?: KernelVariant): KernelVariant {
-  return forced ?? kernelsFromEnv() ?? (gpu.isSoftware ? "regblock" : "tiled");
-}
 
 export interface MatmulShape {
   M: number;
@@ -108,7 +80,7 @@ export interface MatmulShape {
   aType?: Elem;
   bType?: Elem;
   cType?: Elem;
-  /** Kernel family (default: `kernelVariant`, i.e. MAIEUTIC_KERNELS or by adapter); tests force both. */
+  /** Kernel family (default: the device's, src/gpu/variants.ts); tests force both. */
   kernels?: KernelVariant;
 }
 
@@ -152,8 +124,7 @@ export function matmulParams(s: MatmulShape): KernelParams<typeof MATMUL> {
 
 /** Which kernel `matmul` records for a shape. */
 export function matmulPath(gpu: Gpu, s: MatmulShape): "tiled" | "matvec" | "regblock" {
-  if (kernelVariant(gpu, s.kernels) === "regblock") return "regblock";
-  return s.M >= 1 && s.M <= SMALL_M && !s.transB ? "matvec" : "tiled";
+  return SELECT.matmul(kernelVariant(gpu, s.kernels), s);
 }
 
 export function matmul(rec: Recorder, A: Binding, B: Binding, C: Binding, s: MatmulShape): void {

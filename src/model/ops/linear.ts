@@ -31,7 +31,8 @@ import type { BufferPool } from "../../gpu/buffers.ts";
 import { upload } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
 import { defineKernel, getKernel, type Kernel, type KernelSpec } from "../../gpu/kernel.ts";
-import { type KernelVariant, kernelVariant, matmul, REGBLOCK_WG, SMALL_M } from "../../gpu/ops/matmul.ts";
+import { matmul, REGBLOCK_WG } from "../../gpu/ops/matmul.ts";
+import { type KernelVariant, kernelVariant, SELECT } from "../../gpu/variants.ts";
 import type { ParamSchema } from "../../gpu/params.ts";
 import { type Binding, foldGrid, type Recorder } from "../../gpu/recorder.ts";
 import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
@@ -162,7 +163,7 @@ export interface LinearShape {
   offX?: number;
   ldy?: number;
   offY?: number;
-  /** Kernel family (default: `kernelVariant`: MAIEUTIC_KERNELS, else by adapter); tests force both. */
+  /** Kernel family (default: the device's, src/gpu/variants.ts); tests force both. */
   kernels?: KernelVariant;
 }
 
@@ -412,8 +413,7 @@ function strides(s: LinearShape) {
 
 /** Which NF4 forward kernel linearForward records for a shape (see the module comment). */
 export function linearForwardPath(gpu: Gpu, s: LinearShape): "tiled" | "matvec" | "regblock" {
-  if (kernelVariant(gpu, s.kernels) === "regblock") return "regblock";
-  return s.tokens >= 1 && s.tokens <= SMALL_M ? "matvec" : "tiled";
+  return SELECT.nf4Forward(kernelVariant(gpu, s.kernels), s);
 }
 
 /**
@@ -600,7 +600,7 @@ export function linearBackward(rec: Recorder, a: LinearBackwardArgs, s: LinearSh
     };
     const types = { Y_T: s.actType ?? "f32", ...computeTypes(gpu, s.compute) };
     const FAST = s.inF % 8 === 0 ? 1 : 0;
-    if (kernelVariant(gpu, s.kernels) === "regblock") {
+    if (SELECT.nf4InputGrad(kernelVariant(gpu, s.kernels)) === "regblock") {
       const TM = Math.max(1, Math.min(M, 8));
       const k = kernel(gpu, NF4_MATMUL_DX_REGBLOCK, {
         FAST,
