@@ -16,6 +16,7 @@
  * scalars); each trigger carries an Idempotency-Key; callback signatures are accepted once, remembered in KV;
  * the bearer token is only sent over https (or to a loopback VM).
  */
+import { json, readBodyLimited } from "../src/serve/guard.ts";
 import { bearer, sign, SIGNATURE_HEADER, timingSafeEqual, verify } from "../src/serve/sign.ts";
 
 export interface DeployEnv {
@@ -92,42 +93,6 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,100}$/;
 
 const RANK: Record<string, number> = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 const rank = (status: string) => RANK[status] ?? 0;
-
-function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body) + "\n", {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
-  });
-}
-
-/** Reads at most `limit` bytes as they stream in; undefined (the rest cancelled) when the body is larger. */
-async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number, cl: string | null) {
-  if (cl !== null && Number(cl) > limit) {
-    await body?.cancel().catch(() => {});
-    return undefined;
-  }
-  if (!body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
-}
 
 /** A signature header worth reading a body for: well formed and fresh (the MAC is checked after the body). */
 function plausibleSignature(header: string | null, nowS = Math.floor(Date.now() / 1000)): boolean {
@@ -250,7 +215,7 @@ export function createApp(env: DeployEnv, kv: Deno.Kv, opts: { fetch?: typeof fe
         redirect: "manual",
         signal: AbortSignal.timeout(15_000),
       });
-      raw = await readLimited(res.body, 2 * MAX_BODY, res.headers.get("content-length"));
+      raw = await readBodyLimited(res.body, 2 * MAX_BODY, res.headers.get("content-length"));
     } catch (e) {
       throw new VmError(`the VM did not answer: ${(e as Error).message}`);
     }
@@ -399,7 +364,7 @@ export function createApp(env: DeployEnv, kv: Deno.Kv, opts: { fetch?: typeof fe
       await req.body?.cancel().catch(() => {});
       return json(401, { error: "missing, malformed or stale X-Maieutic-Signature" });
     }
-    const body = await readLimited(req.body, MAX_BODY, req.headers.get("content-length"));
+    const body = await readBodyLimited(req.body, MAX_BODY, req.headers.get("content-length"));
     if (!body) return json(413, { error: `body over ${MAX_BODY / 1024} KiB` });
     const v = await verify(env.signingSecret, header, {
       method: "POST",
@@ -448,7 +413,7 @@ export function createApp(env: DeployEnv, kv: Deno.Kv, opts: { fetch?: typeof fe
         if (key !== null && !IDEMPOTENCY_KEY.test(key)) {
           return json(400, { error: "Idempotency-Key: 1 to 100 printable ASCII characters" });
         }
-        const body = await readLimited(req.body, 64 * 1024, req.headers.get("content-length"));
+        const body = await readBodyLimited(req.body, 64 * 1024, req.headers.get("content-length"));
         if (!body) return json(413, { error: "body too large" });
         let spec: JobSpec = {};
         const text = new TextDecoder().decode(body).trim();

@@ -10,8 +10,8 @@
  * one-token prompt and ignored.
  */
 import type { Decoder } from "../model/decode.ts";
-import { GENERATION_STREAM } from "../eval/generate.ts";
-import { chooseToken, isPlainGreedy, resolveSampling, type SamplingOptions } from "../eval/sampling.ts";
+import { GENERATION_STREAM, nextTokens } from "../eval/generate.ts";
+import { resolveSampling, type SamplingOptions } from "../eval/sampling.ts";
 import { seededRandom } from "../util/random.ts";
 
 export interface RowPrompt {
@@ -60,13 +60,7 @@ export async function generateRows(
   }
   for (let t = 0; t < maxNewTokens; t++) {
     const active = rows.map((_, i) => i).filter((i) => !done[i]);
-    let picks: number[];
-    if (active.every((i) => isPlainGreedy(cfg[i]))) {
-      picks = await decoder.argmax();
-    } else {
-      const logits = await decoder.readLogits();
-      picks = rows.map((_, i) => done[i] ? -1 : chooseToken(logits[i], history[i], cfg[i], rand[i]));
-    }
+    const picks = await nextTokens(decoder, { cfg, rand, history }, active, done);
     for (const i of active) {
       const id = picks[i];
       history[i].push(id);

@@ -14,17 +14,10 @@
  * and every reply is printed as one line (line breaks inside a reply become spaces; /save keeps them), so chat
  * can be scripted; notices go to stderr.
  */
-import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
-import { UsageError } from "../util/errors.ts";
-import {
-  describeSampling,
-  positiveIntFlag,
-  SAMPLING_OPTIONS,
-  samplingFromArgs,
-  samplingHelp,
-} from "./sampling_args.ts";
+import { CONFIG_HELP, configFromArgs, parse } from "./args.ts";
+import { describeSampling, samplingHelp } from "./sampling_args.ts";
+import { GENERATION_OPTIONS, generationFlags, openForGeneration } from "./generation_flags.ts";
 import { ChatInputError, ChatSession } from "../chat/session.ts";
-import { openGenerationModel } from "../chat/model.ts";
 import { saveTranscript } from "../chat/transcript.ts";
 import { Decoder } from "../model/decode.ts";
 
@@ -90,33 +83,16 @@ const out = (s: string) => {
 };
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parse(args, {
-    ...CONFIG_OPTIONS,
-    ...SAMPLING_OPTIONS,
-    adapter: { type: "string" },
-    system: { type: "string" },
-    context: { type: "string" },
-  }, USAGE);
+  const { values } = parse(args, { ...GENERATION_OPTIONS, system: { type: "string" } }, USAGE);
   if (values.help) {
     console.log(HELP);
     return 0;
   }
-  const sampling = samplingFromArgs(values);
-  const maxNewTokens = positiveIntFlag("max-new-tokens", values["max-new-tokens"]) ?? DEFAULT_MAX_NEW;
-  const contextFlag = positiveIntFlag("context", values.context);
+  const flags = generationFlags(values, { maxNewTokens: DEFAULT_MAX_NEW, context: DEFAULT_CONTEXT });
+  const { sampling, maxNewTokens } = flags;
   const cfg = configFromArgs(values);
   const system = typeof values.system === "string" ? values.system : undefined;
-  const model = await openGenerationModel(
-    cfg,
-    typeof values.adapter === "string" ? values.adapter : undefined,
-  );
-  const maxLen = Math.min(contextFlag ?? DEFAULT_CONTEXT, model.maxPositions);
-  if (maxNewTokens >= maxLen) {
-    throw new UsageError(
-      `--max-new-tokens ${maxNewTokens} must be below the context of ${maxLen} tokens (raise --context)`,
-    );
-  }
-  for (const w of model.warnings) console.error(`warning: ${w}`);
+  const { model, maxLen } = await openForGeneration(cfg, flags);
   const decoder = new Decoder(model.session.engine, { rows: 1, maxLen, maxPrompt: maxLen });
   const chat = new ChatSession(decoder, model.tok, {
     system,

@@ -1,16 +1,10 @@
 /** `maieutic generate`: a reply to every record of a dialogue file, as chat records (src/chat/generate_file.ts). */
-import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
+import { CONFIG_HELP, configFromArgs, parse } from "./args.ts";
 import { UsageError } from "../util/errors.ts";
 import { ProgressLine } from "./progress.ts";
-import {
-  describeSampling,
-  positiveIntFlag,
-  SAMPLING_OPTIONS,
-  samplingFromArgs,
-  samplingHelp,
-} from "./sampling_args.ts";
+import { describeSampling, positiveIntFlag, samplingHelp } from "./sampling_args.ts";
+import { GENERATION_OPTIONS, generationFlags, openForGeneration } from "./generation_flags.ts";
 import { generateForDialogues, writeGeneratedJsonl } from "../chat/generate_file.ts";
-import { openGenerationModel } from "../chat/model.ts";
 import { loadDialogues } from "../data/load.ts";
 import { formatDuration } from "../util/format.ts";
 
@@ -46,13 +40,10 @@ Example:
 
 export async function run(args: string[]): Promise<number> {
   const { values } = parse(args, {
-    ...CONFIG_OPTIONS,
-    ...SAMPLING_OPTIONS,
-    adapter: { type: "string" },
+    ...GENERATION_OPTIONS,
     out: { type: "string" },
     samples: { type: "string" },
     batch: { type: "string" },
-    context: { type: "string" },
   }, USAGE);
   if (values.help) {
     console.log(HELP);
@@ -61,16 +52,15 @@ export async function run(args: string[]): Promise<number> {
   if (typeof values.data !== "string") throw new UsageError(`--data FILE is required\nusage: ${USAGE}`);
   if (typeof values.out !== "string") throw new UsageError(`--out FILE.jsonl is required\nusage: ${USAGE}`);
   const out = values.out;
-  const sampling = samplingFromArgs(values);
+  const flags = generationFlags(values, { maxNewTokens: DEFAULT_MAX_NEW, context: DEFAULT_CONTEXT });
+  const { sampling, maxNewTokens } = flags;
   const samples = positiveIntFlag("samples", values.samples) ?? 1;
   if (samples > 1 && !sampling.doSample) {
     throw new UsageError(
       `--samples ${samples} with greedy decoding gives ${samples} identical replies; use --temperature > 0`,
     );
   }
-  const maxNewTokens = positiveIntFlag("max-new-tokens", values["max-new-tokens"]) ?? DEFAULT_MAX_NEW;
   const batch = positiveIntFlag("batch", values.batch) ?? DEFAULT_BATCH;
-  const contextFlag = positiveIntFlag("context", values.context);
   const cfg = configFromArgs(values);
   const dialogues = await loadDialogues(cfg.data);
   try {
@@ -79,15 +69,7 @@ export async function run(args: string[]): Promise<number> {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  const model = await openGenerationModel(
-    cfg,
-    typeof values.adapter === "string" ? values.adapter : undefined,
-  );
-  for (const w of model.warnings) console.error(`warning: ${w}`);
-  const maxLen = Math.min(contextFlag ?? DEFAULT_CONTEXT, model.maxPositions);
-  if (maxNewTokens >= maxLen) {
-    throw new UsageError(`--max-new-tokens ${maxNewTokens} must be below the context of ${maxLen} tokens`);
-  }
+  const { model, maxLen } = await openForGeneration(cfg, flags);
   console.error(
     `generate with ${model.description}: ${dialogues.length} records of ${cfg.data}, ${samples} ` +
       `repl${samples === 1 ? "y" : "ies"} each, ${describeSampling(sampling)}, seed ${cfg.training.seed}`,

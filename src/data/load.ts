@@ -64,6 +64,12 @@ export async function readDataFile(path: string): Promise<Uint8Array> {
   return bytes;
 }
 
+/** The SHA-256 of a data file's bytes (as readDataFile reads them), in hex: what runs and reports record. */
+export async function sha256DataFile(path: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", (await readDataFile(path)) as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Parses and validates the contents of a dialogue file; `file` is used in messages. */
 export function parseDialogues(data: Uint8Array | string, file: string): Dialogue[] {
   const issues: DataIssue[] = [];

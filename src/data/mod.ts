@@ -1,7 +1,14 @@
 /** Dialogue data (docs/ARCHITECTURE.md#data): loading, tokenization with label masks, split, epoch order, batches, report. */
 export { DataError, type DataIssue, formatIssue, MAX_REPORTED } from "./errors.ts";
 export type { DataFormat, Dialogue, Turn } from "./schema.ts";
-export { CONTROL_MARKERS, loadDialogues, modelVersion, parseDialogues, validateRecord } from "./load.ts";
+export {
+  CONTROL_MARKERS,
+  loadDialogues,
+  modelVersion,
+  parseDialogues,
+  sha256DataFile,
+  validateRecord,
+} from "./load.ts";
 export {
   countTargets,
   encodeDialogue,

@@ -65,6 +65,29 @@ export interface GenerateResult {
   timing: GenerationTiming;
 }
 
+/** The decoder rows' sampling state: each row's sampler, its PRNG and its ids so far (prompt included). */
+export interface RowSamplers {
+  cfg: readonly ResolvedSampling[];
+  rand: readonly (() => number)[];
+  history: readonly number[][];
+}
+
+/**
+ * The next token of each unfinished row (`done[i]` false): one readback of 4 bytes per row (GPU argmax) when
+ * every unfinished row is plain greedy, else of the logits rows, sampled per row. Finished rows get -1 when
+ * sampled (their pick is not used).
+ */
+export async function nextTokens(
+  decoder: Decoder,
+  rows: RowSamplers,
+  active: readonly number[],
+  done: readonly boolean[],
+): Promise<number[]> {
+  if (active.every((i) => isPlainGreedy(rows.cfg[i]))) return await decoder.argmax();
+  const logits = await decoder.readLogits();
+  return done.map((d, i) => d ? -1 : chooseToken(logits[i], rows.history[i], rows.cfg[i], rows.rand[i]));
+}
+
 /** Generates continuations of `req.prompt` (see the file comment). */
 export async function generate(
   decoder: Decoder,
@@ -102,13 +125,7 @@ export async function generate(
   let newTokens = 0;
   for (let t = 0; t < req.maxNewTokens; t++) {
     const active = rows.map((_, i) => i).filter((i) => !done[i]);
-    let picks: number[];
-    if (active.every((i) => isPlainGreedy(cfg[i]))) {
-      picks = await decoder.argmax();
-    } else {
-      const logits = await decoder.readLogits();
-      picks = rows.map((_, i) => done[i] ? -1 : chooseToken(logits[i], history[i], cfg[i], rand[i]));
-    }
+    const picks = await nextTokens(decoder, { cfg, rand, history }, active, done);
     if (t === 0) prefillMs = performance.now() - t0;
     for (const i of active) {
       const id = picks[i];

@@ -11,12 +11,9 @@
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { UsageError } from "../util/errors.ts";
 import type { Config } from "../config/schema.ts";
-import { loadDialogues, makeBatches, modelVersion, tokenizeDialogues } from "../data/mod.ts";
-import { adapterToParams, loadAdapter, type LoadedAdapter } from "../lora/peft.ts";
-import type { LoraParams } from "../lora/params.ts";
-import { openModelSource, openSession } from "../model/session.ts";
-import { tinyChatTokenizer } from "../tokenizer/tiny.ts";
-import { type ChatTokenizer, loadTokenizer } from "../tokenizer/tokenizer.ts";
+import { loadDialogues, makeBatches, modelVersion, sha256DataFile, tokenizeDialogues } from "../data/mod.ts";
+import { openSession } from "../model/session.ts";
+import { openInferenceSource, readAdapterDir } from "./inference_model.ts";
 import { evalLoss } from "./loss.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { versions } from "../util/versions.ts";
@@ -55,11 +52,6 @@ export interface EvalReport {
   [key: string]: unknown;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * MODEL_VERSION of an eval: the first directory under the output root (or under any `models` directory) that
  * holds the adapter, e.g. models/1gouki/model/checkpoint-120 → 1gouki; else the data file's stem.
@@ -92,35 +84,13 @@ export async function runEval(o: EvalCommandOptions): Promise<{ report: EvalRepo
 
   // ---- inputs, checked before any download or GPU work ----
   const dialogues = await loadDialogues(cfg.data);
-  let adapter: LoadedAdapter | null = null;
-  if (o.adapter !== undefined) {
-    try {
-      const st = await Deno.stat(o.adapter);
-      if (!st.isDirectory) {
-        throw new UsageError(`--adapter ${o.adapter}: not a directory (expected a PEFT adapter dir)`);
-      }
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new UsageError(`--adapter ${o.adapter}: no such directory`);
-      }
-      throw e;
-    }
-    adapter = await loadAdapter(o.adapter);
-  }
+  const adapter = o.adapter === undefined ? null : await readAdapterDir(o.adapter);
   if (o.maxSamples !== undefined && !(Number.isInteger(o.maxSamples) && o.maxSamples >= 1)) {
     throw new UsageError(`--max-samples must be a positive integer (got ${o.maxSamples})`);
   }
 
-  const source = await openModelSource(cfg);
-  let lora: LoraParams | null = null;
-  const warnings: string[] = [];
-  if (adapter) {
-    const a = adapterToParams(adapter, source.config, { baseModel: source.source });
-    lora = a.params;
-    warnings.push(...a.warnings);
-  }
+  const { source, lora, warnings, tok } = await openInferenceSource(cfg, adapter);
   for (const w of warnings) log(`warning: ${w}`);
-  const tok: ChatTokenizer = source.randomWeights ? tinyChatTokenizer() : await loadTokenizer(source.dir);
   const maxLen = cfg.model.max_sequence_length;
   const { examples, stats } = tokenizeDialogues(tok, dialogues, maxLen);
   const bs = cfg.training.per_device_eval_batch_size;
@@ -206,7 +176,7 @@ export async function runEval(o: EvalCommandOptions): Promise<{ report: EvalRepo
         target_modules: adapter.config.target_modules,
       }
       : null,
-    data: { path: resolve(cfg.data), file: basename(cfg.data), sha256: await sha256File(cfg.data) },
+    data: { path: resolve(cfg.data), file: basename(cfg.data), sha256: await sha256DataFile(cfg.data) },
     tokenize: stats,
     generation,
     warnings,

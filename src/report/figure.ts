@@ -1,10 +1,12 @@
 /**
  * The dashboard figure (Plotly data + layout) built from training_metrics.csv rows.
  *
- * `buildFigure` must stay self-contained — no imports, no module-level helpers or constants — because
- * src/report/html.ts embeds its source (`buildFigure.toString()`) in metrics_plot.html, where the page rebuilds
- * the figure from a fresh CSV while the run is live. A test evaluates it in isolation to keep it that way.
+ * `buildFigure` must stay self-contained but for `figureParts` (src/report/figure_parts.ts, itself
+ * self-contained) — no other imports, no module-level helpers or constants — because src/report/html.ts embeds
+ * both sources (`.toString()`) in metrics_plot.html, where the page rebuilds the figure from a fresh CSV while
+ * the run is live. A test evaluates them in isolation to keep it that way.
  */
+import { figureParts } from "./figure_parts.ts";
 
 export type MetricsRow = Record<string, number | undefined>;
 
@@ -35,19 +37,8 @@ export interface Figure {
 }
 
 export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
-  const font = meta.fontFamily ?? '"DejaVu Sans", "Noto Sans JP", sans-serif';
-  const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-
-  // x = step (row number when the CSV has no step column); points sorted by step.
-  const series = (col: string): { x: number[]; y: number[] } => {
-    const pts: [number, number][] = [];
-    rows.forEach((r, i) => {
-      const v = r[col];
-      if (isNum(v)) pts.push([isNum(r.step) ? r.step : i + 1, v]);
-    });
-    pts.sort((a, b) => a[0] - b[0]);
-    return { x: pts.map((p) => p[0]), y: pts.map((p) => p[1]) };
-  };
+  const { isNum, series: seriesOf, scatter, baseLayout, addPanel } = figureParts();
+  const series = (col: string) => seriesOf(rows, col);
 
   // M4 reduction to `buckets` x-columns: keeps first, min, max and last point of each column, in order.
   const m4 = (s: { x: number[]; y: number[] }, buckets: number) => {
@@ -102,7 +93,6 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
     tps: { n: 5, x: [0.73, 1], y: [0, 0.4] },
   };
   type Panel = (typeof panels)["loss"];
-  const axisIds = (p: Panel) => ({ xaxis: p.n === 1 ? "x" : `x${p.n}`, yaxis: p.n === 1 ? "y" : `y${p.n}` });
 
   const data: PlotlyObject[] = [];
   const filled = new Set<number>();
@@ -125,20 +115,11 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
     filled.add(p.n);
     const pts = meta.decimateTo ? m4(s, Math.max(16, Math.ceil((p.x[1] - p.x[0]) * meta.decimateTo))) : s;
     // Markers where points are few (eval rows, short runs) so a single row still shows.
-    const markers = style.sparse || s.x.length <= 40;
     data.push({
-      type: "scatter",
-      mode: markers ? "lines+markers" : "lines",
-      name,
-      x: pts.x,
-      y: pts.y,
-      ...axisIds(p),
-      line: { color: style.color, dash: style.dash ?? "solid", width: style.width ?? 1.8 },
-      marker: { color: style.color, symbol: style.symbol ?? "circle", size: 6 },
+      ...scatter(p, pts, name, name, { ...style, markers: !!style.sparse || s.x.length <= 40 }),
       ...(style.opacity !== undefined ? { opacity: style.opacity } : {}),
       showlegend: legend !== undefined,
       ...(legend ? { legend } : {}),
-      hovertemplate: `${name}: %{y:.4~g}<extra>step %{x}</extra>`,
     });
   };
   const line = (p: Panel, col: string, name: string, style: LineStyle, legend?: string) => {
@@ -220,24 +201,13 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   ];
 
   const layout: PlotlyObject = {
-    width: meta.width ?? 1400,
-    height: meta.height ?? 900,
-    font: { family: font, size: 12, color: "#222" },
-    paper_bgcolor: "#ffffff",
-    plot_bgcolor: "#ffffff",
-    // Fixed margins, no automargin (it costs Plotly extra layout passes): each panel's heading names its
-    // quantity, so y axes carry tick labels only.
-    margin: { l: 64, r: 24, t: 108, b: 56 },
-    title: {
-      text: titleTop,
-      subtitle: { text: titleBottom, font: { size: 13, color: "#444" } },
-      x: 0.5,
-      xanchor: "center",
-      y: 0.985,
-      yanchor: "top",
-      font: { size: 18 },
-    },
-    hovermode: "x unified",
+    ...baseLayout({
+      width: meta.width,
+      height: meta.height,
+      fontFamily: meta.fontFamily,
+      top: 108,
+      title: { text: titleTop, subtitle: { text: titleBottom, font: { size: 13, color: "#444" } } },
+    }),
     uirevision: "keep",
     legend: {
       x: panels.loss.x[1],
@@ -256,71 +226,22 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
       bgcolor: "rgba(255,255,255,0)",
       title: { text: "eval (generation)" },
     },
-    annotations: [] as PlotlyObject[],
     shapes: [] as PlotlyObject[],
   };
 
   for (const [p, head] of heads) {
-    const { xaxis, yaxis } = axisIds(p);
-    const xKey = xaxis.replace("x", "xaxis"), yKey = yaxis.replace("y", "yaxis");
-    const empty = !filled.has(p.n);
-    layout[xKey] = {
-      domain: p.x,
-      anchor: yaxis,
-      title: { text: "step", standoff: 6 },
-      ...(p.n === 1 ? {} : { matches: "x" }),
-      showline: true,
-      linecolor: "#888",
-      mirror: true,
-      ticks: "outside",
-      gridcolor: "#e6e6e6",
-      zeroline: false,
-    };
-    const y: PlotlyObject = {
-      domain: p.y,
-      anchor: xaxis,
-      showline: true,
-      linecolor: "#888",
-      mirror: true,
-      ticks: "outside",
-      gridcolor: "#e6e6e6",
-      zeroline: false,
-    };
+    const y: PlotlyObject = {};
     // Log ticks labelled with their values (Plotly's default labels minor ticks with a bare digit).
     if (p.n === 1 && logLoss) Object.assign(y, { type: "log", dtick: "D2", tickformat: ".2~g" });
     if (p.n === 2) y.range = [-0.03, 1.03];
     if (p.n === 3) Object.assign(y, { exponentformat: "power", showexponent: "all", rangemode: "tozero" });
     if (p.n === 4 || p.n === 5) y.rangemode = "tozero";
-    layout[yKey] = y;
-    // Plotly draws axes only for subplots with traces (and always for the first): an empty panel shows its
-    // heading and a note, without axes, whichever panel it is.
-    if (empty) {
-      layout[xKey].visible = false;
-      y.visible = false;
-    }
-    layout.annotations.push({
-      text: head,
-      xref: "paper",
-      yref: "paper",
-      x: p.x[0],
-      y: p.y[1],
-      xanchor: "left",
-      yanchor: "bottom",
-      yshift: 4,
-      showarrow: false,
-      font: { size: 13, color: "#111" },
+    addPanel(layout, p, head, {
+      empty: !filled.has(p.n),
+      emptyText: "no data yet · データなし",
+      xaxis: p.n === 1 ? {} : { matches: "x" },
+      yaxis: y,
     });
-    if (empty) {
-      layout.annotations.push({
-        text: "no data yet · データなし",
-        xref: "paper",
-        yref: "paper",
-        x: (p.x[0] + p.x[1]) / 2,
-        y: (p.y[0] + p.y[1]) / 2,
-        showarrow: false,
-        font: { size: 13, color: "#888" },
-      });
-    }
   }
 
   if (isNum(meta.maxGradNorm) && gn.x.length) {

@@ -8,18 +8,19 @@
 import plotlySource from "plotly.js-dist-min/plotly.min.js" with { type: "text" };
 import { parseCsv } from "./metrics_csv.ts";
 import { buildFigure, type FigureMeta } from "./figure.ts";
+import { figureParts } from "./figure_parts.ts";
 
 /** Makes text safe inside <script>: `<!--`, `<script` and `</script` cannot appear (JS strings keep meaning). */
 export function scriptSafe(js: string): string {
   return js.replace(/<(?=!--|\/?script)/gi, "\\x3C");
 }
 
-function escapeHtml(s: string): string {
+export function escapeHtml(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
 /** A JSON literal safe inside <script>. */
-function jsonLiteral(v: unknown): string {
+export function jsonLiteral(v: unknown): string {
   return JSON.stringify(v).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(
     /\u2029/g,
     "\\u2029",
@@ -38,6 +39,7 @@ export function buildHtml(csvText: string, meta: FigureMeta, opts: { live: boole
   var LIVE = ${opts.live ? "true" : "false"};
   var csv = ${jsonLiteral(csvText)};
   var parseCsv = ${parseCsv.toString()};
+  var figureParts = ${figureParts.toString()};
   var buildFigure = ${buildFigure.toString()};
   var el = document.getElementById("plot");
   var status = document.getElementById("status");
@@ -63,6 +65,18 @@ export function buildHtml(csvText: string, meta: FigureMeta, opts: { live: boole
   }, 5000);
 })();
 `;
+  return plotPage(title, app, {
+    css:
+      "  #status { position: fixed; right: 8px; bottom: 4px; font-size: 11px; color: #777; z-index: 10; }\n",
+    html: '<div id="status"></div>\n',
+  });
+}
+
+/**
+ * A page that works offline: plotly.min.js and `app` (the script that draws into #plot) inlined, the plot filling
+ * the window; `extra` adds CSS rules and elements after #plot.
+ */
+export function plotPage(title: string, app: string, extra: { css?: string; html?: string } = {}): string {
   return `<!DOCTYPE html>
 <html lang="ja">
 <head>
@@ -72,13 +86,11 @@ export function buildHtml(csvText: string, meta: FigureMeta, opts: { live: boole
 <style>
   html, body { margin: 0; padding: 0; background: #fff; font-family: "DejaVu Sans", "Noto Sans JP", sans-serif; }
   #plot { width: 100vw; height: max(100vh, 760px); }
-  #status { position: fixed; right: 8px; bottom: 4px; font-size: 11px; color: #777; z-index: 10; }
-</style>
+${extra.css ?? ""}</style>
 </head>
 <body>
 <div id="plot"></div>
-<div id="status"></div>
-<script>${scriptSafe(plotlySource)}</script>
+${extra.html ?? ""}<script>${scriptSafe(plotlySource)}</script>
 <script>${scriptSafe(app)}</script>
 </body>
 </html>

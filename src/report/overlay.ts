@@ -11,12 +11,12 @@
  * compare_plot.html: the PNG through the same headless Plotly + resvg path as a run's own dashboard
  * (src/report/plot.ts), the HTML a static interactive page with the data inlined.
  */
-import plotlySource from "plotly.js-dist-min/plotly.min.js" with { type: "text" };
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
 import type { Figure, MetricsRow, PlotlyObject } from "./figure.ts";
+import { figureParts } from "./figure_parts.ts";
 import { FIGURE_FONT_FAMILY } from "./fonts.ts";
-import { scriptSafe } from "./html.ts";
+import { jsonLiteral, plotPage } from "./html.ts";
 import { parseCsv } from "./metrics_csv.ts";
 import { DEFAULT_HEIGHT, DEFAULT_WIDTH, renderFigure, reportPaths } from "./plot.ts";
 
@@ -59,16 +59,7 @@ export interface OverlayMeta {
 }
 
 export function buildOverlayFigure(runs: readonly RunSeries[], meta: OverlayMeta = {}): Figure {
-  const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-  const series = (rows: MetricsRow[], col: string) => {
-    const pts: [number, number][] = [];
-    rows.forEach((r, i) => {
-      const v = r[col];
-      if (isNum(v)) pts.push([isNum(r.step) ? r.step : i + 1, v]);
-    });
-    pts.sort((a, b) => a[0] - b[0]);
-    return { x: pts.map((p) => p[0]), y: pts.map((p) => p[1]) };
-  };
+  const { isNum, series, scatter, baseLayout, addPanel } = figureParts();
   const panels = {
     loss: { n: 1, x: [0, 0.3], y: [0.58, 1], head: "Loss · 損失 (— train, - - eval)" },
     score: { n: 2, x: [0.36, 0.64], y: [0.58, 1], head: "Socratic score · ソクラテス的スコア (eval)" },
@@ -85,7 +76,6 @@ export function buildOverlayFigure(runs: readonly RunSeries[], meta: OverlayMeta
     tps: { n: 6, x: [0.7, 1], y: [0, 0.4], head: "Throughput · 処理速度 (real tokens/s)" },
   };
   type Panel = (typeof panels)["loss"];
-  const ax = (p: Panel) => ({ xaxis: p.n === 1 ? "x" : `x${p.n}`, yaxis: p.n === 1 ? "y" : `y${p.n}` });
   const data: PlotlyObject[] = [];
   const filled = new Set<number>();
   runs.forEach((run, i) => {
@@ -96,17 +86,14 @@ export function buildOverlayFigure(runs: readonly RunSeries[], meta: OverlayMeta
       if (!s.x.length) return;
       filled.add(p.n);
       data.push({
-        type: "scatter",
-        mode: sparse || s.x.length <= 40 ? "lines+markers" : "lines",
-        name: run.name,
+        ...scatter(p, s, run.name, `${run.name} · ${what}`, {
+          color,
+          dash: DASHES[style % DASHES.length],
+          symbol: SYMBOLS[style % SYMBOLS.length],
+          markers: sparse || s.x.length <= 40,
+        }),
         legendgroup: run.name,
         showlegend: !legendShown,
-        x: s.x,
-        y: s.y,
-        ...ax(p),
-        line: { color, dash: DASHES[style % DASHES.length], width: 1.8 },
-        marker: { color, symbol: SYMBOLS[style % SYMBOLS.length], size: 6 },
-        hovertemplate: `${run.name} · ${what}: %{y:.4~g}<extra>step %{x}</extra>`,
       });
       legendShown = true;
     };
@@ -121,77 +108,26 @@ export function buildOverlayFigure(runs: readonly RunSeries[], meta: OverlayMeta
   });
 
   const layout: PlotlyObject = {
-    width: meta.width ?? DEFAULT_WIDTH,
-    height: meta.height ?? DEFAULT_HEIGHT,
-    font: { family: meta.fontFamily ?? '"DejaVu Sans", "Noto Sans JP", sans-serif', size: 12, color: "#222" },
-    paper_bgcolor: "#ffffff",
-    plot_bgcolor: "#ffffff",
-    margin: { l: 64, r: 24, t: 112, b: 56 },
-    title: {
-      text: `maieutic · ${runs.length} runs compared · 比較`,
-      x: 0.5,
-      xanchor: "center",
-      y: 0.985,
-      yanchor: "top",
-      font: { size: 18 },
-    },
-    hovermode: "x unified",
+    ...baseLayout({
+      width: meta.width,
+      height: meta.height,
+      fontFamily: meta.fontFamily,
+      top: 112,
+      title: { text: `maieutic · ${runs.length} runs compared · 比較` },
+    }),
     legend: { orientation: "h", x: 0.5, xanchor: "center", y: 1.085, yanchor: "bottom", font: { size: 13 } },
-    annotations: [] as PlotlyObject[],
   };
   for (const p of Object.values(panels)) {
-    const { xaxis, yaxis } = ax(p);
-    const empty = !filled.has(p.n);
-    layout[xaxis.replace("x", "xaxis")] = {
-      domain: p.x,
-      anchor: yaxis,
-      title: { text: "step", standoff: 6 },
-      showline: true,
-      linecolor: "#888",
-      mirror: true,
-      ticks: "outside",
-      gridcolor: "#e6e6e6",
-      zeroline: false,
-      visible: !empty,
-    };
-    layout[yaxis.replace("y", "yaxis")] = {
-      domain: p.y,
-      anchor: xaxis,
-      showline: true,
-      linecolor: "#888",
-      mirror: true,
-      ticks: "outside",
-      gridcolor: "#e6e6e6",
-      zeroline: false,
-      visible: !empty,
-      ...(p.n === 2 || p.n === 3 ? { range: [-0.03, 1.03] } : {}),
-      ...(p.n === 4 ? { exponentformat: "power", showexponent: "all", rangemode: "tozero" } : {}),
-      ...(p.n >= 5 ? { rangemode: "tozero" } : {}),
-    };
-    layout.annotations.push({
-      text: p.head,
-      xref: "paper",
-      yref: "paper",
-      x: p.x[0],
-      y: p.y[1],
-      xanchor: "left",
-      yanchor: "bottom",
-      yshift: 4,
-      showarrow: false,
-      align: "left",
-      font: { size: 13, color: "#111" },
+    addPanel(layout, p, p.head, {
+      empty: !filled.has(p.n),
+      emptyText: "no data · データなし",
+      heading: { align: "left" },
+      yaxis: {
+        ...(p.n === 2 || p.n === 3 ? { range: [-0.03, 1.03] } : {}),
+        ...(p.n === 4 ? { exponentformat: "power", showexponent: "all", rangemode: "tozero" } : {}),
+        ...(p.n >= 5 ? { rangemode: "tozero" } : {}),
+      },
     });
-    if (empty) {
-      layout.annotations.push({
-        text: "no data · データなし",
-        xref: "paper",
-        yref: "paper",
-        x: (p.x[0] + p.x[1]) / 2,
-        y: (p.y[0] + p.y[1]) / 2,
-        showarrow: false,
-        font: { size: 13, color: "#888" },
-      });
-    }
   }
   return { data, layout };
 }
@@ -201,35 +137,15 @@ export function buildOverlayHtml(fig: Figure, title: string): string {
   const layout: PlotlyObject = { ...fig.layout, autosize: true };
   delete layout.width;
   delete layout.height;
-  const json = JSON.stringify({ data: fig.data, layout }).replace(/</g, "\\u003c");
-  const esc = title.replace(
-    /[&<>"]/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
-  );
-  return `<!DOCTYPE html>
-<html lang="ja">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc}</title>
-<style>
-  html, body { margin: 0; padding: 0; background: #fff; font-family: "DejaVu Sans", "Noto Sans JP", sans-serif; }
-  #plot { width: 100vw; height: max(100vh, 760px); }
-</style>
-</head>
-<body>
-<div id="plot"></div>
-<script>${scriptSafe(plotlySource)}</script>
-<script>${
-    scriptSafe(`"use strict";
+  const json = jsonLiteral({ data: fig.data, layout });
+  return plotPage(
+    title,
+    `"use strict";
 (function () {
   var fig = ${json};
   Plotly.newPlot(document.getElementById("plot"), fig.data, fig.layout, { responsive: true, displaylogo: false });
-})();`)
-  }</script>
-</body>
-</html>
-`;
+})();`,
+  );
 }
 
 /** Where the comparison goes by default: the deepest directory holding every run. */

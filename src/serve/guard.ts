@@ -3,6 +3,9 @@
  * streams, the bearer token (constant time), the request signature (once only, remembered across restarts:
  * nonces.ts), and the checks that keep a web page out of a server on 127.0.0.1 (content type, Origin, Host).
  * Plus the JSON response helpers.
+ *
+ * The Deno Deploy app (deploy/app.ts) imports this file too: keep its imports to web-standard code (sign.ts) and
+ * types.
  */
 import { bearer, SIGNATURE_HEADER, timingSafeEqual, verify } from "./sign.ts";
 import type { NonceStore } from "./nonces.ts";
@@ -26,16 +29,27 @@ export function problem(
 }
 
 /** Reads at most `limit` bytes as they stream in; undefined (and the rest cancelled) when the body is larger. */
-export async function readLimited(req: Request, limit: number): Promise<Uint8Array | undefined> {
-  const cl = req.headers.get("content-length");
-  if (cl !== null && Number(cl) > limit) {
-    await req.body?.cancel().catch(() => {});
+export function readLimited(req: Request, limit: number): Promise<Uint8Array | undefined> {
+  return readBodyLimited(req.body, limit, req.headers.get("content-length"));
+}
+
+/**
+ * readLimited for any body (a request's or a response's): a Content-Length over `limit` refuses it unread,
+ * else at most `limit` bytes are read as they stream in; undefined (and the rest cancelled) when it is larger.
+ */
+export async function readBodyLimited(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  contentLength: string | null,
+): Promise<Uint8Array | undefined> {
+  if (contentLength !== null && Number(contentLength) > limit) {
+    await body?.cancel().catch(() => {});
     return undefined;
   }
-  if (!req.body) return new Uint8Array();
+  if (!body) return new Uint8Array();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = req.body.getReader();
+  const reader = body.getReader();
   while (true) {
     const { done, value } = await reader.read();
     if (done) break;

@@ -15,7 +15,7 @@ import {
   tokenizeDialogues,
 } from "../data/mod.ts";
 import { type DataReport, dataReport } from "../data/report.ts";
-import { readDataFile } from "../data/load.ts";
+import { sha256DataFile } from "../data/load.ts";
 import type { ChatTokenizer } from "../tokenizer/tokenizer.ts";
 import { UsageError } from "../util/errors.ts";
 import { type EvalContext, evalContextsFrom } from "../eval/in_training.ts";
@@ -29,18 +29,13 @@ export interface TrainingInputs {
   fingerprints: Fingerprints;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", (await readDataFile(path)) as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Reads and validates the data files (a bad record is a usage error naming it) and fingerprints them. */
 export async function readTrainingInputs(cfg: Config): Promise<TrainingInputs> {
   const dialogues = await loadDialogues(cfg.data);
   const evalDialogues = cfg.eval_data ? await loadDialogues(cfg.eval_data) : null;
   const fingerprints = {
-    data_sha256: await sha256File(cfg.data),
-    eval_data_sha256: cfg.eval_data ? await sha256File(cfg.eval_data) : undefined,
+    data_sha256: await sha256DataFile(cfg.data),
+    eval_data_sha256: cfg.eval_data ? await sha256DataFile(cfg.eval_data) : undefined,
   };
   return { dialogues, evalDialogues, fingerprints };
 }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Window } from "happy-dom";
 import { parseCsv } from "../../src/report/metrics_csv.ts";
 import { buildFigure, type Figure } from "../../src/report/figure.ts";
+import { figureParts } from "../../src/report/figure_parts.ts";
 import { DEFAULT_FAMILY, FIGURE_FONT_FAMILY, FONTS } from "../../src/report/fonts.ts";
 import {
   closeReportRenderer,
@@ -157,10 +158,13 @@ Deno.test("report: figure details — log-y loss when the range spans a decade, 
   assert.ok(reduced.data.find((t) => t.name === "grad norm")!.x.length <= 4 * Math.ceil(0.27 * 1200));
 });
 
-Deno.test("report: buildFigure and parseCsv are self-contained (the HTML page runs their source)", () => {
+Deno.test("report: buildFigure (with figureParts only) and parseCsv are self-contained (the HTML page runs their source)", () => {
   const rows = parseCsv(csvText(syntheticRows(40, 10))).rows;
   const meta = { version: "1gouki", modelName: MODEL, maxGradNorm: 1 };
-  const isolated = new Function(`return (${buildFigure.toString()})`)() as typeof buildFigure;
+  const parts = new Function(`return (${figureParts.toString()})`)() as typeof figureParts;
+  const isolated = new Function("figureParts", `return (${buildFigure.toString()})`)(
+    parts,
+  ) as typeof buildFigure;
   assert.deepEqual(isolated(rows, meta), buildFigure(rows, meta));
   const isolatedParse = new Function(`return (${parseCsv.toString()})`)() as typeof parseCsv;
   assert.deepEqual(isolatedParse("a,b\n1,2\n"), parseCsv("a,b\n1,2\n"));

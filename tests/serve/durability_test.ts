@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { JobStore } from "../../src/serve/store.ts";
 import type { EvalJob } from "../../src/serve/schema.ts";
 import {
+  alive,
   api,
   assert,
   assertEq,
@@ -179,14 +180,6 @@ async function spawnServer(
   reader.releaseLock();
   child.stdout.cancel().catch(() => {});
   return { child, base: `http://127.0.0.1:${out.match(/LISTENING (\d+)/)![1]}`, err: () => err };
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("SIGKILL the server mid-job, restart: the eval child died with it; the job is retried and completes, none lost", async () => {

@@ -6,6 +6,7 @@ import { DEFAULT_CONNECTION_LIMITS } from "../../src/serve/http1.ts";
 import type { EvalJob } from "../../src/serve/schema.ts";
 import { sign, verify } from "../../src/serve/sign.ts";
 import {
+  alive,
   api,
   assert,
   assertEq,
@@ -13,29 +14,11 @@ import {
   Gate,
   makeTree,
   SECRET,
-  startTestServer,
   TOKEN,
-  type Tree,
   waitFor,
   waitStatus,
+  withServer,
 } from "./helpers.ts";
-
-type Running = Awaited<ReturnType<typeof startTestServer>>;
-
-async function withServer(
-  opts: Parameters<typeof startTestServer>[1],
-  fn: (s: Running, tree: Tree) => Promise<void>,
-  tree?: Tree,
-): Promise<void> {
-  const t = tree ?? await makeTree();
-  const s = await startTestServer(t, opts);
-  try {
-    await fn(s, t);
-  } finally {
-    await s.close();
-    if (!tree) await t.cleanup();
-  }
-}
 
 const enc = new TextEncoder();
 
@@ -309,14 +292,6 @@ Deno.test("job count and report size are bounded (429 when full); finished jobs 
   );
   await tree.cleanup();
 });
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("an eval child left by a crash before its pid was saved is found and killed before the retry", async () => {
   const tree = await makeTree();

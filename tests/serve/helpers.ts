@@ -185,3 +185,31 @@ export function assertEq<T>(actual: T, expected: T, msg = ""): void {
     throw new Error(`${msg} expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
   }
 }
+
+/**
+ * Runs `fn` against a server started on `tree` (default: a fresh tree, removed afterwards); the server is closed
+ * whatever `fn` does.
+ */
+export async function withServer(
+  opts: Partial<ServeOptions>,
+  fn: (s: Running, tree: Tree) => Promise<void>,
+  tree?: Tree,
+): Promise<void> {
+  const t = tree ?? await makeTree();
+  const s = await startTestServer(t, opts);
+  try {
+    await fn(s, t);
+  } finally {
+    await s.close();
+    if (!tree) await t.cleanup();
+  }
+}
+
+/** Whether process `pid` still runs (Linux /proc: a zombie or dead process is not running). */
+export function alive(pid: number): boolean {
+  try {
+    return !/\) [ZX] /.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}

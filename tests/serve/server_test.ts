@@ -9,25 +9,11 @@ import {
   Gate,
   makeTree,
   startTestServer,
-  type Tree,
   waitFor,
   waitStatus,
+  withServer,
 } from "./helpers.ts";
 import { verify } from "../../src/serve/sign.ts";
-
-async function withServer(
-  opts: Parameters<typeof startTestServer>[1],
-  fn: (s: Awaited<ReturnType<typeof startTestServer>>, tree: Tree) => Promise<void>,
-): Promise<void> {
-  const tree = await makeTree();
-  const s = await startTestServer(tree, opts);
-  try {
-    await fn(s, tree);
-  } finally {
-    await s.close();
-    await tree.cleanup();
-  }
-}
 
 Deno.test("healthz needs no auth; with the token it reports adapter and queue depth", async () => {
   const gate = new Gate();

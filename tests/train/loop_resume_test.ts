@@ -1,24 +1,12 @@
 // The loop's side of preemptible training (src/train/loop.ts): checkpoints by time, a stop request that defers a
 // due eval to the resumed run, and a resumed run that had stopped early.
-import {
-  type LoopHooks,
-  newTrainerState,
-  type TrainBatch,
-  type TrainEngine,
-  trainLoop,
-} from "../../src/train/loop.ts";
+import { type LoopHooks, newTrainerState, type TrainEngine, trainLoop } from "../../src/train/loop.ts";
 import { planSteps } from "../../src/train/schedule.ts";
 import { TrainingSchema } from "../../src/config/schema.ts";
 import type { TrainerState } from "../../src/train/state.ts";
+import { oneRowTraining, tokenBatch } from "./loop_fakes.ts";
 
-const batch: TrainBatch = {
-  inputIds: new Int32Array([1]),
-  labels: new Int32Array([1]),
-  attentionMask: new Uint8Array([1]),
-  rows: 1,
-  seqLen: 1,
-  targetTokens: 1,
-};
+const batch = tokenBatch(1);
 
 /** Loss 1 every step; each step advances the fake clock by `stepMs`. */
 function engine(clock: { now: number }, stepMs: number): TrainEngine {
@@ -64,17 +52,26 @@ function hooks(trace: Trace, clock: { now: number }, o: { stopAfterLogOf?: numbe
 
 const newTrace = (): Trace => ({ saved: [], evals: [], rows: [] });
 
+/**
+ * One-row steps over 50 batches an epoch, no checkpoints by time, with `over` on top; its plan, a fake clock
+ * at 0, and `run`: the loop from `state` with 1 ms steps, recording into `trace`.
+ */
+function setup(over: Record<string, unknown>) {
+  const t = oneRowTraining({ save_every_minutes: 0, ...over });
+  const plan = planSteps(50, t);
+  const clock = { now: 0 };
+  const run = (state: TrainerState, trace: Trace, o?: Parameters<typeof hooks>[2]) =>
+    trainLoop(engine(clock, 1), t, plan, state, hooks(trace, clock, o));
+  return { t, plan, clock, run };
+}
+
 Deno.test("save_every_minutes checkpoints by wall-clock time between step-based saves", async () => {
-  const t = TrainingSchema.parse({
+  const { t, plan, clock } = setup({
     max_steps: 10,
     save_steps: 100,
     eval_steps: 100,
     save_every_minutes: 1,
-    gradient_accumulation_steps: 1,
-    per_device_train_batch_size: 1,
   });
-  const plan = planSteps(50, t);
-  const clock = { now: 0 };
   const trace = newTrace();
   // 25 s per step: a minute has passed after steps 3, 6 and 9 (each checkpoint restarts the minute).
   await trainLoop(engine(clock, 25_000), t, plan, newTrainerState(t, plan), {
@@ -92,19 +89,9 @@ Deno.test("save_every_minutes checkpoints by wall-clock time between step-based 
 });
 
 Deno.test("a stop request when an eval is due checkpoints first; the resumed run evaluates those weights first", async () => {
-  const t = TrainingSchema.parse({
-    max_steps: 8,
-    save_steps: 100,
-    eval_steps: 4,
-    save_every_minutes: 0,
-    gradient_accumulation_steps: 1,
-    per_device_train_batch_size: 1,
-  });
-  const plan = planSteps(50, t);
-  const clock = { now: 0 };
+  const { t, plan, run } = setup({ max_steps: 8, save_steps: 100, eval_steps: 4 });
   const first = newTrace();
-  const state = newTrainerState(t, plan);
-  const r1 = await trainLoop(engine(clock, 1), t, plan, state, hooks(first, clock, { stopAfterLogOf: 4 }));
+  const r1 = await run(newTrainerState(t, plan), first, { stopAfterLogOf: 4 });
   if (
     r1.reason !== "interrupted" || first.evals.length || first.saved.join() !== "4" || !r1.state.eval_pending
   ) {
@@ -113,7 +100,7 @@ Deno.test("a stop request when an eval is due checkpoints first; the resumed run
   // The checkpoint round-trips through JSON, as trainer_state.json does.
   const resumed: TrainerState = JSON.parse(JSON.stringify(r1.state));
   const second = newTrace();
-  const r2 = await trainLoop(engine(clock, 1), t, plan, resumed, hooks(second, clock));
+  const r2 = await run(resumed, second);
   if (r2.reason !== "completed" || r2.state.eval_pending) throw new Error(r2.reason);
   // Eval of step 4 first, then step 4 saved again (recording the eval and the best checkpoint), then steps 5..8.
   if (second.rows.join() !== "4e,5,6,7,8,8e" || second.saved.join() !== "4,8") {
@@ -122,7 +109,7 @@ Deno.test("a stop request when an eval is due checkpoints first; the resumed run
   if (r2.state.best_model_checkpoint !== "checkpoint-8") throw new Error(`${r2.state.best_model_checkpoint}`);
   // The same rows and history as a run never stopped.
   const whole = newTrace();
-  const r3 = await trainLoop(engine(clock, 1), t, plan, newTrainerState(t, plan), hooks(whole, clock));
+  const r3 = await run(newTrainerState(t, plan), whole);
   if ([...first.rows, ...second.rows].join() !== whole.rows.join()) {
     throw new Error(`${first.rows},${second.rows} != ${whole.rows}`);
   }
@@ -131,33 +118,11 @@ Deno.test("a stop request when an eval is due checkpoints first; the resumed run
 });
 
 Deno.test("a run resumed from the checkpoint where it stopped early trains no further", async () => {
-  const t = TrainingSchema.parse({
-    max_steps: 20,
-    eval_steps: 2,
-    early_stopping_patience: 2,
-    save_every_minutes: 0,
-    gradient_accumulation_steps: 1,
-    per_device_train_batch_size: 1,
-  });
-  const plan = planSteps(50, t);
-  const clock = { now: 0 };
-  const first = newTrace();
-  const r1 = await trainLoop(
-    engine(clock, 1),
-    t,
-    plan,
-    newTrainerState(t, plan),
-    hooks(first, clock, { evalLoss: 3 }),
-  );
+  const { t, plan, run } = setup({ max_steps: 20, eval_steps: 2, early_stopping_patience: 2 });
+  const r1 = await run(newTrainerState(t, plan), newTrace(), { evalLoss: 3 });
   if (r1.reason !== "early_stopping") throw new Error(r1.reason);
   const again = newTrace();
-  const r2 = await trainLoop(
-    engine(clock, 1),
-    t,
-    plan,
-    JSON.parse(JSON.stringify(r1.state)),
-    hooks(again, clock),
-  );
+  const r2 = await run(JSON.parse(JSON.stringify(r1.state)), again);
   if (
     r2.reason !== "early_stopping" || again.rows.length || again.saved.length || r2.state.global_step !== 6
   ) {

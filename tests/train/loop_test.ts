@@ -9,17 +9,7 @@ import {
 import { planSteps } from "../../src/train/schedule.ts";
 import { TrainingSchema } from "../../src/config/schema.ts";
 import type { AdamWHyper } from "../../src/train/optimizer.ts";
-
-function batch(id: number, targets: number): TrainBatch {
-  return {
-    inputIds: new Int32Array([id]),
-    labels: new Int32Array([id]),
-    attentionMask: new Uint8Array([1]),
-    rows: 1,
-    seqLen: 1,
-    targetTokens: targets,
-  };
-}
+import { tokenBatch } from "./loop_fakes.ts";
 
 /** Records what the loop asks for; the "loss" of a micro-batch is its id per target token. */
 class FakeEngine implements TrainEngine {
@@ -52,7 +42,7 @@ class FakeEngine implements TrainEngine {
 function hooks(nBatches: number, saved: number[], opts: { interruptAt?: number } = {}): LoopHooks {
   let last = 0;
   return {
-    batchesForEpoch: (e) => Array.from({ length: nBatches }, (_, i) => batch(100 * e + i, 1 + (i % 3))),
+    batchesForEpoch: (e) => Array.from({ length: nBatches }, (_, i) => tokenBatch(100 * e + i, 1 + (i % 3))),
     save: (step) => {
       saved.push(step);
       return Promise.resolve(`checkpoint-${step}`);
