@@ -3,9 +3,11 @@
  * parameters of a Gemma2Engine (transformers 4.45 `modeling_gemma2.py` with a HybridCache; PEFT LoRA without
  * dropout, as in eval mode).
  *
- *   prefill(prompt):  the whole prompt at once (positions 0..P−1, one sequence): the same ops as the engine's
- *                     forward (flash attention over the prompt); every layer's k and v are then copied into
- *                     each row of that layer's cache; the logits of the last position go to every row.
+ * Every pass records the model's one layer forward (src/model/layer.ts, shared with the engine), told where k
+ * and v go and which attention runs:
+ *   prefill(prompt):  the whole prompt at once (positions 0..P−1, one sequence): the engine's tiled attention
+ *                     over the prompt; every layer's k and v are then copied into each row of that layer's
+ *                     cache; the logits of the last position go to every row.
  *   step(ids):        one token per row at position n (all rows share n): projections with tokens = rows (the
  *                     small-M kernels of src/model/ops/linear.ts and the LM head's matmul: nf4_matvec.wgsl /
  *                     matvec.wgsl on GPUs, register blocks of `rows` rows on CPU adapters; no 64-row tiles),
@@ -31,11 +33,19 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { readBuffer, readF32 } from "../gpu/readback.ts";
-import { type Binding, Recorder } from "../gpu/recorder.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { IGNORE_INDEX } from "../data/tokenize.ts";
 import type { LoraTarget } from "../lora/params.ts";
 import { collectGarbage } from "../util/gc.ts";
-import { isSlidingLayer } from "../config/gemma2.ts";
+import { recordEmbedding, recordHead, tokenIds } from "./ends.ts";
 import type { Gemma2Engine } from "./engine.ts";
+import {
+  attentionHeads,
+  type LayerActivations,
+  type LayerAttention,
+  type LayerRun,
+  recordLayerForward,
+} from "./layer.ts";
 import { argmaxRows } from "./ops/argmax.ts";
 import { attentionForward } from "./ops/attention.ts";
 import { attentionDecode } from "./ops/attention_decode.ts";
@@ -43,15 +53,8 @@ import {
   acquireCrossEntropyScratch,
   ceChunkFor,
   type CrossEntropyScratch,
-  lmHeadCeForward,
   releaseCrossEntropyScratch,
 } from "./ops/cross_entropy.ts";
-import { embedding } from "./ops/embedding.ts";
-import { geglu } from "./ops/geglu.ts";
-import { linearForward, type LoraBranch } from "./ops/linear.ts";
-import { rmsnorm } from "./ops/rmsnorm.ts";
-import { rope } from "./ops/rope.ts";
-import type { Projection } from "./weights.ts";
 
 export interface DecoderOptions {
   /** Sequences decoded side by side (they share the prompt and the position). Default 1. */
@@ -110,7 +113,6 @@ export class Decoder {
   private readonly nextIds: GPUBuffer;
   private readonly ce: CrossEntropyScratch;
   private readonly ceOut: { targets: GPUBuffer; lse: GPUBuffer; tokenLoss: GPUBuffer; loss: GPUBuffer };
-  private readonly branches = new Map<string, LoraBranch>();
   private destroyed = false;
   private steps = 0;
 
@@ -186,19 +188,7 @@ export class Decoder {
       loss: buf("ce.loss", 16),
     };
     // No targets: the head's loss outputs are unused, only its logits.
-    this.gpu.device.queue.writeBuffer(this.ceOut.targets, 0, new Int32Array(rows).fill(-100));
-    const lora = engine.lora;
-    if (lora) {
-      for (const m of lora.layout.modules) {
-        this.branches.set(`${m.layer}.${m.module}`, {
-          A: { buffer: lora.param, offset: m.A.offset * 4, size: m.A.size * 4 },
-          B: { buffer: lora.param, offset: m.B.offset * 4, size: m.B.size * 4 },
-          r: lora.layout.r,
-          scaling: lora.scaling,
-          dropout: null, // eval mode: no dropout (PEFT nn.Dropout in eval())
-        });
-      }
-    }
+    this.gpu.device.queue.writeBuffer(this.ceOut.targets, 0, new Int32Array(rows).fill(IGNORE_INDEX));
   }
 
   /** Frees every buffer (the decoder is unusable afterwards). */
@@ -214,124 +204,49 @@ export class Decoder {
   }
 
   private validIds(ids: readonly number[]): Uint32Array<ArrayBuffer> {
-    const V = this.engine.weights.config.vocab_size;
-    const out = new Uint32Array(ids.length);
-    ids.forEach((id, i) => {
-      if (!(Number.isInteger(id) && id >= 0 && id < V)) {
-        throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary (${V})`);
-      }
-      out[i] = id;
-    });
-    return out;
+    return tokenIds(ids, this.engine.weights.config.vocab_size);
   }
 
-  private proj(
-    rec: Recorder,
-    l: number,
-    p: Projection,
-    x: Binding,
-    y: Binding,
-    acts: Acts,
-    tokens: number,
-    out?: { ldy: number; offY: number },
-    input?: { ldx: number; offX: number },
-  ): void {
-    const weight = this.engine.weights.layers[l].proj[p];
-    const lora = this.branches.get(`${l}.${p as LoraTarget}`) ?? null;
-    linearForward(rec, { x, weight, lora, y, u: lora ? acts.loraU : null }, {
-      tokens,
-      inF: weight.shape[1],
-      outF: weight.shape[0],
-      compute: this.engine.opts.compute,
-      ...out,
-      ...input,
-    });
+  /** Layer l over `tokens` rows with the adapter's LoRA branches in eval mode (no dropout, as PEFT in eval()). */
+  private run(l: number, tokens: number): LayerRun {
+    const engine = this.engine;
+    const lora = (t: LoraTarget) => engine.loraBranch(l, t, null);
+    return { weights: engine.weights, layer: l, tokens, compute: engine.opts.compute, lora };
+  }
+
+  /** Nothing is kept for a backward: x is updated in place, one rstd and one LoRA u scratch serve every step. */
+  private activations(acts: Acts): LayerActivations {
+    const r = acts.rstd;
+    return { ...acts, xIn: acts.x, xMid: acts.x, xOut: acts.x, rstd: [r, r, r, r], loraU: () => acts.loraU };
   }
 
   /**
-   * Records one layer over `tokens` rows of acts.x (in place: x becomes the layer's output). k and v go into
-   * kOut / vOut through `kv` (row stride and offset in elements), then `attend` records the attention into o.
+   * Records and submits one pass: `ids` embedded into acts.x, every layer with the attention of
+   * `attention(l)`, then `toHead` (which leaves the rows' last hidden states in dec.x) and the head.
    */
-  private layer(
-    rec: Recorder,
-    l: number,
+  private pass(
+    label: string,
+    ids: readonly number[],
     acts: Acts,
-    tokens: number,
-    kOut: GPUBuffer,
-    vOut: GPUBuffer,
-    kv: { ldy: number; offY: number },
-    ropeShape: { B: number; T: number; pos0: number },
-    attend: () => void,
+    attention: (l: number) => LayerAttention,
+    toHead: (rec: Recorder) => void = () => {},
   ): void {
-    const c = this.engine.weights.config;
-    const W = this.engine.weights.layers[l];
-    const H = c.hidden_size, eps = c.rms_norm_eps, D = c.head_dim;
-    const norm = { rows: tokens, dim: H, eps };
-    rmsnorm(rec, acts.x, W.norms.input_layernorm, acts.a, acts.rstd, norm);
-    this.proj(rec, l, "q_proj", acts.a, acts.q, acts, tokens);
-    this.proj(rec, l, "k_proj", acts.a, kOut, acts, tokens, kv);
-    this.proj(rec, l, "v_proj", acts.a, vOut, acts, tokens, kv);
-    const inv = this.engine.weights.invFreq;
-    rope(rec, acts.q, inv, { ...ropeShape, H: c.num_attention_heads, D });
-    rope(rec, kOut, inv, {
-      ...ropeShape,
-      H: c.num_key_value_heads,
-      D,
-      stride: kv.ldy,
-      offset: kv.offY,
-    });
-    attend();
-    this.proj(rec, l, "o_proj", acts.o, acts.p, acts, tokens);
-    // x = x + post_attn_norm(o_proj(o)); then x = x + post_ffw_norm(mlp(pre_ffw_norm(x))) (fused residual adds)
-    rmsnorm(rec, acts.p, W.norms.post_attention_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
-    rmsnorm(rec, acts.x, W.norms.pre_feedforward_layernorm, acts.b, acts.rstd, norm);
-    this.proj(rec, l, "gate_proj", acts.b, acts.g, acts, tokens);
-    this.proj(rec, l, "up_proj", acts.b, acts.u, acts, tokens);
-    geglu(rec, acts.g, acts.u, acts.m, { rows: tokens, cols: c.intermediate_size });
-    this.proj(rec, l, "down_proj", acts.m, acts.d, acts, tokens);
-    rmsnorm(rec, acts.d, W.norms.post_feedforward_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
-  }
-
-  /** Final norm of hf's source rows (already in this.hf) and the softcapped logits [rows, V]. */
-  private head(rec: Recorder, x: Binding): void {
-    const c = this.engine.weights.config;
-    const H = c.hidden_size;
-    rmsnorm(rec, x, this.engine.weights.finalNorm, this.hf, this.dec.rstd, {
-      rows: this.rows,
-      dim: H,
-      eps: c.rms_norm_eps,
-    });
-    lmHeadCeForward(
+    this.gpu.device.queue.writeBuffer(this.ids, 0, this.validIds(ids));
+    const rec = new Recorder(this.gpu, { label });
+    const w = this.engine.weights;
+    recordEmbedding(rec, w, this.ids, acts.x, ids.length);
+    for (let l = 0; l < w.config.num_hidden_layers; l++) {
+      recordLayerForward(rec, this.run(l, ids.length), this.activations(acts), attention(l));
+    }
+    toHead(rec);
+    recordHead(
       rec,
-      {
-        h: this.hf,
-        table: this.engine.weights.embed,
-        targets: this.ceOut.targets,
-        lse: this.ceOut.lse,
-        tokenLoss: this.ceOut.tokenLoss,
-        loss: this.ceOut.loss,
-        logits: this.logits,
-      },
+      w,
+      { x: this.dec.x, hf: this.hf, rstd: this.dec.rstd, ...this.ceOut, logits: this.logits },
       this.ce,
-      {
-        N: this.rows,
-        dim: H,
-        V: c.vocab_size,
-        tableType: this.engine.weights.dtype,
-        softcap: c.final_logit_softcapping ?? null,
-      },
+      this.rows,
     );
-  }
-
-  private attnCommon() {
-    const c = this.engine.weights.config;
-    return {
-      Hq: c.num_attention_heads,
-      Hkv: c.num_key_value_heads,
-      D: c.head_dim,
-      scale: c.query_pre_attn_scalar ** -0.5,
-      softcap: c.attn_logit_softcapping ?? null,
-    };
+    rec.submit();
   }
 
   /**
@@ -370,41 +285,30 @@ export class Decoder {
     }
     const c = this.engine.weights.config;
     const H = c.hidden_size, KVD = c.num_key_value_heads * c.head_dim;
-    const q = this.gpu.device.queue;
-    q.writeBuffer(this.ids, 0, this.validIds(prompt));
-    const rec = new Recorder(this.gpu, { label: "decode-prefill" });
-    const acts = this.pre;
-    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
-      tokens: P,
-      dim: H,
-      scale: Math.sqrt(H),
-      format: this.engine.weights.dtype,
-    });
-    const common = this.attnCommon();
+    const acts = this.pre, k = acts.k!, v = acts.v!;
     const kvBytes = P * KVD * 4;
     const rowBytes = this.cacheLen * KVD * 4;
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      const k = acts.k!, v = acts.v!;
-      this.layer(rec, l, acts, P, k, v, { ldy: KVD, offY: 0 }, { B: 1, T: P, pos0: 0 }, () => {
-        attentionForward(rec, acts.q, k, v, acts.o, this.lse, null, {
-          B: 1,
-          T: P,
-          ...common,
-          window: isSlidingLayer(l) ? c.sliding_window : null,
-        });
-      });
-      // Every target row's cache starts with the prompt. (Later layers overwrite k and v only after these
-      // copies.)
-      for (const b of targets) {
-        rec.copy(k, 0, this.kc[l], b * rowBytes, kvBytes);
-        rec.copy(v, 0, this.vc[l], b * rowBytes, kvBytes);
-      }
-    }
+    // The engine's attention over the prompt (one sequence), then every target row's cache starts with the
+    // prompt's k and v. (The next layer overwrites k and v only after these copies.)
+    const attention = (l: number): LayerAttention => ({
+      q: { buf: acts.q },
+      k: { buf: k },
+      v: { buf: v },
+      o: { buf: acts.o },
+      rope: [{ B: 1, T: P, pos0: 0, row: 0 }],
+      attend: (rec) => {
+        attentionForward(rec, acts.q, k, v, acts.o, this.lse, null, { B: 1, T: P, ...attentionHeads(c, l) });
+        for (const b of targets) {
+          rec.copy(k, 0, this.kc[l], b * rowBytes, kvBytes);
+          rec.copy(v, 0, this.vc[l], b * rowBytes, kvBytes);
+        }
+      },
+    });
     // The last position's hidden state goes to the target rows of the head's input; the other rows of dec.x
     // still hold their own last hidden state (only prefills and steps write it), so their logits stay.
-    for (const b of targets) rec.copy(acts.x, (P - 1) * H * 4, this.dec.x, b * H * 4, H * 4);
-    this.head(rec, this.dec.x);
-    rec.submit();
+    this.pass("decode-prefill", prompt, acts, attention, (rec) => {
+      for (const b of targets) rec.copy(acts.x, (P - 1) * H * 4, this.dec.x, b * H * 4, H * 4);
+    });
   }
 
   /** Feeds one token per row at position `length` and leaves the next logits [rows, V]. Submits. */
@@ -417,33 +321,24 @@ export class Decoder {
       throw new RangeError(`step: the cache is full (${this.maxLen} positions)`);
     }
     const c = this.engine.weights.config;
-    const H = c.hidden_size, KVD = c.num_key_value_heads * c.head_dim;
-    const n = this.length;
-    this.gpu.device.queue.writeBuffer(this.ids, 0, this.validIds(ids));
-    const rec = new Recorder(this.gpu, { label: "decode-step" });
-    const acts = this.dec;
-    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
-      tokens: this.rows,
-      dim: H,
-      scale: Math.sqrt(H),
-      format: this.engine.weights.dtype,
-    });
-    const common = this.attnCommon();
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      // Row b's new k/v land at cache[b, n]: row stride maxLen·KVD, offset n·KVD.
-      const kv = { ldy: this.cacheLen * KVD, offY: n * KVD };
-      this.layer(rec, l, acts, this.rows, this.kc[l], this.vc[l], kv, { B: this.rows, T: 1, pos0: n }, () => {
+    const KVD = c.num_key_value_heads * c.head_dim;
+    const n = this.length, R = this.rows, acts = this.dec;
+    // Row b's new k/v land at cache[b, n] (row stride cacheLen·KVD, offset n·KVD), written by the projection.
+    const cached = (buf: GPUBuffer) => ({ buf, ld: this.cacheLen * KVD, off: n * KVD });
+    this.pass("decode-step", ids, acts, (l) => ({
+      q: { buf: acts.q },
+      k: cached(this.kc[l]),
+      v: cached(this.vc[l]),
+      o: { buf: acts.o },
+      rope: [{ B: R, T: 1, pos0: n, row: 0 }],
+      attend: (rec) =>
         attentionDecode(rec, acts.q, this.kc[l], this.vc[l], acts.o, {
-          B: this.rows,
-          ...common,
+          B: R,
+          ...attentionHeads(c, l),
           maxLen: this.cacheLen,
           n: n + 1,
-          window: isSlidingLayer(l) ? c.sliding_window : null,
-        });
-      });
-    }
-    this.head(rec, acts.x);
-    rec.submit();
+        }),
+    }));
     this.length = n + 1;
     // Bind groups are freed only when V8 collects them; see src/util/gc.ts (lavapipe crashes at ~65k).
     if (++this.steps % GC_EVERY_STEPS === 0) collectGarbage();
@@ -458,67 +353,33 @@ export class Decoder {
       );
     }
     const c = this.engine.weights.config;
-    const H = c.hidden_size, D = c.head_dim, KVD = c.num_key_value_heads * D;
-    const Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, QD = Hq * D;
-    const { q: qRows, o: oRows, k: kNew, v: vNew, QP } = this.perRow;
-    this.gpu.device.queue.writeBuffer(this.ids, 0, this.validIds(ids));
-    const rec = new Recorder(this.gpu, { label: "decode-step-rows" });
-    const acts = this.dec;
-    const R = this.rows;
-    embedding(rec, this.ids, this.engine.weights.embed, acts.x, {
-      tokens: R,
-      dim: H,
-      scale: Math.sqrt(H),
-      format: this.engine.weights.dtype,
-    });
-    const common = this.attnCommon();
-    const inv = this.engine.weights.invFreq;
+    const KVD = c.num_key_value_heads * c.head_dim, QD = c.num_attention_heads * c.head_dim;
+    const { q, o, k, v, QP } = this.perRow;
     const rowBytes = this.cacheLen * KVD * 4;
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      const W = this.engine.weights.layers[l];
-      const norm = { rows: R, dim: H, eps: c.rms_norm_eps };
-      rmsnorm(rec, acts.x, W.norms.input_layernorm, acts.a, acts.rstd, norm);
-      // q into 256-byte-aligned rows (each row's attention binds its own q and o); k and v contiguous.
-      this.proj(rec, l, "q_proj", acts.a, qRows, acts, R, { ldy: QP, offY: 0 });
-      this.proj(rec, l, "k_proj", acts.a, kNew, acts, R);
-      this.proj(rec, l, "v_proj", acts.a, vNew, acts, R);
-      for (let b = 0; b < R; b++) {
-        const n = len[b];
-        rope(rec, qRows, inv, { B: 1, T: 1, pos0: n, H: Hq, D, stride: QP, offset: b * QP });
-        rope(rec, kNew, inv, { B: 1, T: 1, pos0: n, H: Hkv, D, stride: KVD, offset: b * KVD });
-        rec.copy(kNew, b * KVD * 4, this.kc[l], b * rowBytes + n * KVD * 4, KVD * 4);
-        rec.copy(vNew, b * KVD * 4, this.vc[l], b * rowBytes + n * KVD * 4, KVD * 4);
-        const cache = (buffer: GPUBuffer) => ({ buffer, offset: b * rowBytes, size: rowBytes });
-        attentionDecode(
-          rec,
-          { buffer: qRows, offset: b * QP * 4, size: QD * 4 },
-          cache(this.kc[l]),
-          cache(this.vc[l]),
-          { buffer: oRows, offset: b * QP * 4, size: QD * 4 },
-          {
+    // q and o in 256-byte-aligned rows (each row's attention binds its own q and o), new k and v contiguous;
+    // RoPE, the cache write and attention_decode once per row at that row's position.
+    this.pass("decode-step-rows", ids, this.dec, (l) => ({
+      q: { buf: q, ld: QP },
+      k: { buf: k },
+      v: { buf: v },
+      o: { buf: o, ld: QP },
+      rope: len.map((n, b) => ({ B: 1, T: 1, pos0: n, row: b })),
+      attend: (rec) => {
+        len.forEach((n, b) => {
+          rec.copy(k, b * KVD * 4, this.kc[l], b * rowBytes + n * KVD * 4, KVD * 4);
+          rec.copy(v, b * KVD * 4, this.vc[l], b * rowBytes + n * KVD * 4, KVD * 4);
+          const cache = (buffer: GPUBuffer) => ({ buffer, offset: b * rowBytes, size: rowBytes });
+          const row = (buffer: GPUBuffer) => ({ buffer, offset: b * QP * 4, size: QD * 4 });
+          attentionDecode(rec, row(q), cache(this.kc[l]), cache(this.vc[l]), row(o), {
             B: 1,
-            ...common,
+            ...attentionHeads(c, l),
             maxLen: this.cacheLen,
             n: n + 1,
-            window: isSlidingLayer(l) ? c.sliding_window : null,
-          },
-        );
-      }
-      this.proj(rec, l, "o_proj", oRows, acts.p, acts, R, undefined, { ldx: QP, offX: 0 });
-      rmsnorm(rec, acts.p, W.norms.post_attention_layernorm, acts.x, acts.rstd, { ...norm, residual: true });
-      rmsnorm(rec, acts.x, W.norms.pre_feedforward_layernorm, acts.b, acts.rstd, norm);
-      this.proj(rec, l, "gate_proj", acts.b, acts.g, acts, R);
-      this.proj(rec, l, "up_proj", acts.b, acts.u, acts, R);
-      geglu(rec, acts.g, acts.u, acts.m, { rows: R, cols: c.intermediate_size });
-      this.proj(rec, l, "down_proj", acts.m, acts.d, acts, R);
-      rmsnorm(rec, acts.d, W.norms.post_feedforward_layernorm, acts.x, acts.rstd, {
-        ...norm,
-        residual: true,
-      });
-    }
-    this.head(rec, acts.x);
-    rec.submit();
-    for (let b = 0; b < R; b++) len[b]++;
+          });
+        });
+      },
+    }));
+    for (let b = 0; b < this.rows; b++) len[b]++;
     this.length = Math.max(...len);
     if (++this.steps % GC_EVERY_STEPS === 0) collectGarbage();
   }

@@ -10,6 +10,9 @@
  *               xOut = xMid + post_ffw_norm(down(gelu_tanh(gate(b)) · up(b)))
  *   loss = CE(softcap(final_norm(x_L) · Eᵀ)) over vocab chunks (never the full logits)
  *
+ * The layer's forward is recorded by src/model/layer.ts (the decoder of src/model/decode.ts records the same
+ * one), the embedding and head by src/model/ends.ts; the backward is here.
+ *
  * Activation checkpointing (docs/ARCHITECTURE.md#performance): only each layer's input x_l is kept; the backward recomputes a
  * layer's intermediates into one shared workspace before differentiating it. Without checkpointing every
  * layer keeps its own workspace.
@@ -20,7 +23,8 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { LoraParams } from "../lora/params.ts";
 import { type LoraLayout, type LoraModuleInfo, loraStreamId, type LoraTarget } from "../lora/params.ts";
-import { isSlidingLayer } from "../config/gemma2.ts";
+import { lmHeadShape, recordEmbedding, recordHead, tokenIds } from "./ends.ts";
+import { attentionHeads, recordLayerForward } from "./layer.ts";
 import {
   attentionBackward,
   attentionForward,
@@ -32,21 +36,12 @@ import {
   ceChunkFor,
   type CrossEntropyScratch,
   lmHeadCeBackward,
-  lmHeadCeForward,
-  type LmHeadCeShape,
 } from "./ops/cross_entropy.ts";
-import { embedding } from "./ops/embedding.ts";
-import { geglu, gegluBackwardInPlace } from "./ops/geglu.ts";
+import { gegluBackwardInPlace } from "./ops/geglu.ts";
 import { neftune, neftuneMagnitude } from "./ops/neftune.ts";
-import {
-  type ComputeType,
-  linearBackward,
-  linearForward,
-  type LinearShape,
-  type LoraBranch,
-} from "./ops/linear.ts";
-import { rmsnorm, rmsnormBackward } from "./ops/rmsnorm.ts";
-import { rope, ropeBackward } from "./ops/rope.ts";
+import { type ComputeType, linearBackward, type LinearShape, type LoraBranch } from "./ops/linear.ts";
+import { rmsnormBackward } from "./ops/rmsnorm.ts";
+import { ropeBackward } from "./ops/rope.ts";
 import type { ModelWeights, Projection } from "./weights.ts";
 
 export interface EngineOptions {
@@ -234,15 +229,7 @@ export class Gemma2Engine {
         `batch ${s.B}x${s.T} exceeds the engine's ${this.opts.maxBatch}x${this.opts.maxSeq}`,
       );
     }
-    const V = this.weights.config.vocab_size;
-    const ids = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
-      const id = inputIds[i];
-      if (!(id >= 0 && id < V)) {
-        throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary (${V})`);
-      }
-      ids[i] = id;
-    }
+    const ids = tokenIds(inputIds, this.weights.config.vocab_size, n);
     const targets = new Int32Array(n).fill(IGNORE_INDEX);
     if (labels) {
       for (let b = 0; b < s.B; b++) {
@@ -261,31 +248,11 @@ export class Gemma2Engine {
   // ---- pieces ----
 
   private attnShape(layer: number, s: BatchShape): AttentionShape {
-    const c = this.weights.config;
-    return {
-      B: s.B,
-      T: s.T,
-      Hq: c.num_attention_heads,
-      Hkv: c.num_key_value_heads,
-      D: c.head_dim,
-      scale: c.query_pre_attn_scalar ** -0.5,
-      softcap: c.attn_logit_softcapping ?? null,
-      window: isSlidingLayer(layer) ? c.sliding_window : null,
-    };
+    return { B: s.B, T: s.T, ...attentionHeads(this.weights.config, layer) };
   }
 
-  private ceShape(n: number): LmHeadCeShape {
-    const c = this.weights.config;
-    return {
-      N: n,
-      dim: c.hidden_size,
-      V: c.vocab_size,
-      tableType: this.weights.dtype,
-      softcap: c.final_logit_softcapping ?? null,
-    };
-  }
-
-  private branch(layer: number, t: LoraTarget, dropoutStep: number | null): LoraBranch | null {
+  /** Projection t's LoRA branch in `layer` (dropout with the step's mask; none for dropoutStep null), or null. */
+  loraBranch(layer: number, t: LoraTarget, dropoutStep: number | null): LoraBranch | null {
     if (!this.lora) return null;
     const m = this.modules.get(`${layer}.${t}`);
     if (!m) return null;
@@ -321,67 +288,28 @@ export class Gemma2Engine {
     return { tokens: n, inF: w.shape[1], outF: w.shape[0], compute: this.opts.compute };
   }
 
-  private proj(
-    rec: Recorder,
-    layer: number,
-    p: Projection,
-    x: Binding,
-    y: Binding,
-    ws: Workspace,
-    n: number,
-    dropoutStep: number | null,
-  ) {
-    const t = p as LoraTarget;
-    const lora = this.branch(layer, t, dropoutStep);
-    linearForward(rec, {
-      x,
-      weight: this.weights.layers[layer].proj[p],
-      lora,
-      y,
-      u: lora ? ws.lora[t] : null,
-    }, this.linShape(p, n));
-  }
-
-  /** Records layer `l`'s forward from xIn into the workspace and xOut. */
-  private layerForward(
-    rec: Recorder,
-    l: number,
-    ws: Workspace,
-    s: BatchShape,
-    dropoutStep: number | null,
-  ): void {
-    const c = this.weights.config;
-    const W = this.weights.layers[l];
-    const n = s.B * s.T;
-    const H = c.hidden_size;
-    const eps = c.rms_norm_eps;
-    const xIn = this.xs[l], xOut = this.xs[l + 1];
-    rmsnorm(rec, xIn, W.norms.input_layernorm, ws.a, ws.rstd[0], { rows: n, dim: H, eps });
-    this.proj(rec, l, "q_proj", ws.a, ws.q, ws, n, dropoutStep);
-    this.proj(rec, l, "k_proj", ws.a, ws.k, ws, n, dropoutStep);
-    this.proj(rec, l, "v_proj", ws.a, ws.v, ws, n, dropoutStep);
-    rope(rec, ws.q, this.weights.invFreq, { B: s.B, T: s.T, H: c.num_attention_heads, D: c.head_dim });
-    rope(rec, ws.k, this.weights.invFreq, { B: s.B, T: s.T, H: c.num_key_value_heads, D: c.head_dim });
-    attentionForward(rec, ws.q, ws.k, ws.v, ws.o, ws.lse, this.keyMask, this.attnShape(l, s));
-    this.proj(rec, l, "o_proj", ws.o, ws.p, ws, n, dropoutStep);
-    rec.copy(xIn, 0, ws.xMid, 0, n * H * 4);
-    rmsnorm(rec, ws.p, W.norms.post_attention_layernorm, ws.xMid, ws.rstd[1], {
-      rows: n,
-      dim: H,
-      eps,
-      residual: true,
-    });
-    rmsnorm(rec, ws.xMid, W.norms.pre_feedforward_layernorm, ws.b, ws.rstd[2], { rows: n, dim: H, eps });
-    this.proj(rec, l, "gate_proj", ws.b, ws.g, ws, n, dropoutStep);
-    this.proj(rec, l, "up_proj", ws.b, ws.u, ws, n, dropoutStep);
-    geglu(rec, ws.g, ws.u, ws.m, { rows: n, cols: c.intermediate_size });
-    this.proj(rec, l, "down_proj", ws.m, ws.d, ws, n, dropoutStep);
-    rec.copy(ws.xMid, 0, xOut, 0, n * H * 4);
-    rmsnorm(rec, ws.d, W.norms.post_feedforward_layernorm, xOut, ws.rstd[3], {
-      rows: n,
-      dim: H,
-      eps,
-      residual: true,
+  /** Records layer `l`'s forward from xs[l] into the workspace and xs[l + 1] (src/model/layer.ts). */
+  private layerForward(rec: Recorder, l: number, ws: Workspace, s: BatchShape, step: number | null): void {
+    recordLayerForward(rec, {
+      weights: this.weights,
+      layer: l,
+      tokens: s.B * s.T,
+      compute: this.opts.compute,
+      lora: (t) => this.loraBranch(l, t, step),
+    }, {
+      ...ws,
+      xIn: this.xs[l],
+      xMid: ws.xMid,
+      xOut: this.xs[l + 1],
+      loraU: (t) => ws.lora[t] ?? null,
+    }, {
+      q: { buf: ws.q },
+      k: { buf: ws.k },
+      v: { buf: ws.v },
+      o: { buf: ws.o },
+      rope: [{ B: s.B, T: s.T, pos0: 0, row: 0 }],
+      attend: (rec) =>
+        attentionForward(rec, ws.q, ws.k, ws.v, ws.o, ws.lse, this.keyMask, this.attnShape(l, s)),
     });
   }
 
@@ -398,7 +326,7 @@ export class Gemma2Engine {
     dropoutStep: number | null,
   ): void {
     const t = p as LoraTarget;
-    const lora = this.branch(l, t, dropoutStep);
+    const lora = this.loraBranch(l, t, dropoutStep);
     linearBackward(rec, {
       dy,
       x,
@@ -501,28 +429,20 @@ export class Gemma2Engine {
     const c = this.weights.config;
     const n = s.B * s.T;
     const H = c.hidden_size;
-    embedding(rec, this.ids, this.weights.embed, this.xs[0], {
-      tokens: n,
-      dim: H,
-      scale: Math.sqrt(H),
-      format: this.weights.dtype,
-    });
+    recordEmbedding(rec, this.weights, this.ids, this.xs[0], n);
     const step = o.dropoutStep ?? null;
     const alpha = this.opts.neftuneAlpha ?? 0;
     if (alpha > 0 && step !== null) {
       neftune(rec, this.xs[0], { n: n * H, step, mag: neftuneMagnitude(alpha, s.T, H) });
     }
     for (let l = 0; l < c.num_hidden_layers; l++) this.layerForward(rec, l, this.workspace(l), s, step);
-    rmsnorm(rec, this.xs[c.num_hidden_layers], this.weights.finalNorm, this.hf, this.rstdF, {
-      rows: n,
-      dim: H,
-      eps: c.rms_norm_eps,
-    });
-    lmHeadCeForward(
+    recordHead(
       rec,
+      this.weights,
       {
-        h: this.hf,
-        table: this.weights.embed,
+        x: this.xs[c.num_hidden_layers],
+        hf: this.hf,
+        rstd: this.rstdF,
         targets: this.targets,
         lse: this.lse,
         tokenLoss: this.tokenLoss,
@@ -531,7 +451,7 @@ export class Gemma2Engine {
         labelLogprob: o.capture?.labelLogprob,
       },
       this.ce,
-      this.ceShape(n),
+      n,
       { accumulateLoss: o.accumulateLoss },
     );
   }
@@ -550,7 +470,7 @@ export class Gemma2Engine {
       rec,
       { h: this.hf, table: this.weights.embed, targets: this.targets, lse: this.lse, dh: g.gA },
       this.ce,
-      this.ceShape(n),
+      lmHeadShape(this.weights, n),
       {
         gradScale,
       },
