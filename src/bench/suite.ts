@@ -8,7 +8,7 @@ import { BufferPool } from "../gpu/buffers.ts";
 import { type Gpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
 import { libraryVariants } from "../gpu/kernel.ts";
 import { kernelsFromEnv, kernelVariant } from "../gpu/ops/matmul.ts";
-import { GEMMA2_2B_RANDOM } from "../hub/load.ts";
+import { GEMMA2_2B_RANDOM } from "../hub/model_name.ts";
 import { GEMMA2_2B } from "../config/gemma2.ts";
 import type { Gemma2Config } from "../config/gemma2.ts";
 import { openModelSource } from "../model/session.ts";

@@ -7,7 +7,7 @@
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
 import { UsageError } from "../util/errors.ts";
 import { getGpu } from "../gpu/device.ts";
-import { GEMMA2_2B_RANDOM, TINY } from "../hub/load.ts";
+import { GEMMA2_2B_RANDOM, TINY } from "../hub/model_name.ts";
 import { GEMMA2_2B, type Gemma2Config } from "../config/gemma2.ts";
 import { tinyConfig } from "../hub/tiny.ts";
 import { openModelSource } from "../model/session.ts";

@@ -1,7 +1,7 @@
 /** `maieutic generate`: a reply to every record of a dialogue file, as chat records (src/chat/generate_file.ts). */
 import { CONFIG_HELP, configFromArgs, parse } from "./args.ts";
 import { UsageError } from "../util/errors.ts";
-import { ProgressLine } from "./progress.ts";
+import { ProgressLine } from "../util/progress.ts";
 import { describeSampling, positiveIntFlag, samplingHelp } from "./sampling_args.ts";
 import { GENERATION_OPTIONS, generationFlags, openForGeneration } from "./generation_flags.ts";
 import { generateForDialogues, writeGeneratedJsonl } from "../chat/generate_file.ts";

@@ -4,7 +4,8 @@
  * HF_HUB_OFFLINE=1 works afterwards. Prints the sizes before and after and the time taken.
  */
 import { CONFIG_HELP, CONFIG_OPTIONS, configFromArgs, parse } from "./args.ts";
-import { GEMMA2_2B_RANDOM, openModel } from "../hub/load.ts";
+import { openModel } from "../hub/load.ts";
+import { GEMMA2_2B_RANDOM } from "../hub/model_name.ts";
 import { formatBytes } from "../util/progress.ts";
 import { quantKey } from "../quant/plan.ts";
 import type { Nf4Tensor } from "../quant/nf4.ts";

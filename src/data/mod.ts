@@ -19,6 +19,6 @@ export {
   tokenizeDialogues,
   type TokenizeStats,
 } from "./tokenize.ts";
-export { epochOrder, mulberry32, seededRandom, shuffledRange, splitDialogues } from "./split.ts";
+export { epochOrder, shuffledRange, splitDialogues } from "./split.ts";
 export { type Batch, collate, groupByLength, makeBatches } from "./batch.ts";
 export { type DataReport, dataReport, type DataReportJson, markTargets } from "./report.ts";

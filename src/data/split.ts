@@ -4,9 +4,7 @@
  * same order. PRNG: src/util/random.ts (mulberry32 seeded through a splitmix32-style mix of (seed, stream, epoch)).
  */
 import { UsageError } from "../util/errors.ts";
-import { mix32, mulberry32, seededRandom } from "../util/random.ts";
-// The PRNG lives in src/util/random.ts; re-exported for the modules that import it from here.
-export { mix32, mulberry32, seededRandom };
+import { seededRandom } from "../util/random.ts";
 
 /** Fisher–Yates shuffle of 0..n-1. */
 export function shuffledRange(n: number, rand: () => number): number[] {

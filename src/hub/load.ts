@@ -23,10 +23,6 @@ import {
 } from "./model_stream.ts";
 import { resolveSource } from "./sources.ts";
 
-// The loader's callers import from here what they need of the pieces.
-export { GEMMA2_2B_RANDOM, parseModelName, TINY } from "./model_name.ts";
-export { MODEL_SIDE_FILES } from "./sources.ts";
-export type { HostTensor, LoadedModel, ModelStats, ModelStream };
 
 export interface LoadOptions {
   /** Hub endpoint, token, retries (defaults from HF_ENDPOINT, HUGGINGFACE_API_KEY, HF_HUB_OFFLINE). */

@@ -21,13 +21,10 @@ import { basename, dirname, join } from "node:path";
 import { InterruptedError, UsageError } from "../util/errors.ts";
 import type { QuantizationConfig } from "../config/schema.ts";
 import { f32ToBf16Bits, f32ToF16Bits } from "../util/half.ts";
-import {
-  type LoadOptions,
-  MODEL_SIDE_FILES,
-  type ModelStream,
-  openModel,
-  parseModelName,
-} from "../hub/load.ts";
+import { type LoadOptions, openModel } from "../hub/load.ts";
+import { parseModelName } from "../hub/model_name.ts";
+import { MODEL_SIDE_FILES } from "../hub/sources.ts";
+import type { ModelStream } from "../hub/model_stream.ts";
 import { NO_PROGRESS, type Progress, stderrProgress } from "../util/progress.ts";
 import { type Gemma2Config, modulePath } from "../config/gemma2.ts";
 import { dequantizeNf4 } from "../quant/nf4.ts";

@@ -26,7 +26,8 @@ import { prepareRunDir, type RunPaths, runPaths, writeTrainingConfig } from "./r
 import { runIdentity } from "./run_identity.ts";
 import { RunLog, startLine } from "./run_log.ts";
 import { EXIT_CODE, StopSignals } from "./stop_signals.ts";
-import { type EvalResult, type LoopResult, newTrainerState, trainLoop } from "./loop.ts";
+import { type LoopResult, newTrainerState, trainLoop } from "./loop.ts";
+import type { EvalResult } from "../eval/loss.ts";
 import { planSteps } from "./schedule.ts";
 import { allocOptimizer } from "./optimizer.ts";
 import { GpuTrainEngine } from "./step_engine.ts";

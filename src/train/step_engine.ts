@@ -98,6 +98,3 @@ export class GpuTrainEngine implements TrainEngine {
     r.submit();
   }
 }
-
-// The evaluation loss lives in src/eval/loss.ts; re-exported here for old imports.
-export { evalLoss } from "../eval/loss.ts";
