@@ -1,6 +1,6 @@
 /**
  * maieutic: QLoRA training of Gemma-2 on Socratic dialogue, on WebGPU.
- * `deno run -A main.ts <subcommand>` == `maieutic <subcommand>` == `deno task <subcommand>` (DESIGN §1).
+ * `deno run -A main.ts <subcommand>` == `maieutic <subcommand>` == `deno task <subcommand>` (docs/ARCHITECTURE.md#commands-and-exit-codes).
  */
 import { exitCodeFor } from "./src/util/errors.ts";
 import { loadDotEnv } from "./src/cli/env.ts";
