@@ -42,7 +42,8 @@ import { neftune, neftuneMagnitude } from "./ops/neftune.ts";
 import { type ComputeType, linearBackward, type LinearShape, type LoraBranch } from "./ops/linear.ts";
 import { rmsnormBackward } from "./ops/rmsnorm.ts";
 import { ropeBackward } from "./ops/rope.ts";
-import type { ModelWeights, Projection } from "./weights.ts";
+import type { ModelWeights } from "./weights.ts";
+import type { Projection } from "../config/gemma2.ts";
 
 export interface EngineOptions {
   /** Largest batch rows × sequence length the buffers are sized for. */

@@ -26,7 +26,8 @@ import { geglu } from "./ops/geglu.ts";
 import { type ComputeType, linearForward, type LoraBranch } from "./ops/linear.ts";
 import { rmsnorm } from "./ops/rmsnorm.ts";
 import { rope } from "./ops/rope.ts";
-import type { ModelWeights, Projection } from "./weights.ts";
+import type { ModelWeights } from "./weights.ts";
+import type { Projection } from "../config/gemma2.ts";
 
 /** The heads of a layer's attention: the shape both attention kernels take besides B, T or the cache. */
 export type AttentionHeads = Omit<AttentionShape, "B" | "T" | "tiles">;

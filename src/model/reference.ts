@@ -21,13 +21,12 @@ import { ropeApply, ropeTables } from "./ref/rope.ts";
 import { attentionBwd, attentionFwd, type AttnShape } from "./ref/attention.ts";
 import { gegluBwd, gegluFwd } from "./ref/geglu.ts";
 import { embeddingFwd } from "./ref/embedding.ts";
-import { crossEntropyFwd, IGNORE_INDEX, lmHeadCeBwd, lmHeadLogits } from "./ref/cross_entropy.ts";
+import { crossEntropyFwd, lmHeadCeBwd, lmHeadLogits } from "./ref/cross_entropy.ts";
+import { IGNORE_INDEX } from "../data/tokenize.ts";
 import { loraLinearBwd, loraLinearFwd } from "./ref/linear.ts";
 import { addInto, matmulDyW, matmulXWt } from "./ref/gemma2.ts";
 
 import { modulePath, peftKey, type Projection, projectionDims, PROJECTIONS } from "../config/gemma2.ts";
-// The projections' names, module paths and PEFT keys are the model description's (src/config/gemma2.ts).
-export { modulePath, peftKey, type Projection, PROJECTIONS };
 
 export interface RefLoraWeights {
   /** [r, in] */

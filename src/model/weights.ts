@@ -24,8 +24,6 @@ import {
   PROJECTIONS,
   projectionShape,
 } from "../config/gemma2.ts";
-// The model description (src/config/gemma2.ts), re-exported for the engine's modules.
-export { type NormName, NORMS, type Projection, PROJECTIONS, projectionShape };
 
 export interface LayerWeights {
   norms: Record<NormName, GPUBuffer>;

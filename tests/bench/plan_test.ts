@@ -3,7 +3,7 @@
 // target is the benchmark's to report, not this test's to enforce.
 import assert from "node:assert/strict";
 import { GEMMA2_2B } from "../../src/config/gemma2.ts";
-import { PROJECTIONS, projectionShape } from "../../src/model/weights.ts";
+import { PROJECTIONS, projectionShape } from "../../src/config/gemma2.ts";
 import { nf4Bytes } from "../../src/model/ops/linear.ts";
 import { memoryPlan } from "../../src/bench/plan.ts";
 

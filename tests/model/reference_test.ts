@@ -13,12 +13,10 @@
 import { assertClose, rng } from "../helpers/gpu.ts";
 import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { toFloat64 } from "../../src/safetensors/decode.ts";
-import { Gemma2ConfigSchema } from "../../src/config/gemma2.ts";
+import { Gemma2ConfigSchema, modulePath, PROJECTIONS } from "../../src/config/gemma2.ts";
 import {
   loadRefModel,
-  modulePath,
   nf4RefModel,
-  PROJECTIONS,
   randomRefModel,
   referenceBackward,
   referenceForward,

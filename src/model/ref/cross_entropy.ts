@@ -7,9 +7,6 @@
 import { IGNORE_INDEX } from "../../data/tokenize.ts";
 import { softcap, softcapGrad } from "./gemma2.ts";
 
-// The label of a position without a target (transformers' ignore_index), defined with the labels.
-export { IGNORE_INDEX };
-
 /** logits [N, V] = softcap(h·tableᵀ); h [N, dim], table [V, dim] (the unscaled embedding, tied). */
 export function lmHeadLogits(
   h: ArrayLike<number>,

@@ -22,12 +22,8 @@ import {
   lmHeadCrossEntropy,
   type TableChunk,
 } from "../../../src/model/ops/cross_entropy.ts";
-import {
-  crossEntropyFwd,
-  IGNORE_INDEX,
-  lmHeadCeBwd,
-  lmHeadLogits,
-} from "../../../src/model/ref/cross_entropy.ts";
+import { crossEntropyFwd, lmHeadCeBwd, lmHeadLogits } from "../../../src/model/ref/cross_entropy.ts";
+import { IGNORE_INDEX } from "../../../src/data/tokenize.ts";
 import { BufferPool, createBuffer, upload } from "../../../src/gpu/buffers.ts";
 import type { Gpu } from "../../../src/gpu/device.ts";
 import { Recorder } from "../../../src/gpu/recorder.ts";
