@@ -23,7 +23,6 @@ import {
 } from "./model_stream.ts";
 import { resolveSource } from "./sources.ts";
 
-
 export interface LoadOptions {
   /** Hub endpoint, token, retries (defaults from HF_ENDPOINT, HUGGINGFACE_API_KEY, HF_HUB_OFFLINE). */
   hub?: HubClientOptions;

@@ -44,7 +44,6 @@ export interface TrainEngine {
   restoreSnapshot(): void;
 }
 
-
 export interface LoopHooks {
   /** Batches of an epoch, in order (a pure function of seed and epoch). */
   batchesForEpoch(epoch: number): TrainBatch[];
