@@ -14,19 +14,17 @@
  *   dB (+)= scaling · dyᵀ·u                       lora_grad.wgsl (transposed store, [out, r])
  *   dA (+)= duᵀ·dropout(x)                        lora_grad.wgsl, mask regenerated
  *   dx (+)= dy·W + dropout'(du·A)                 nf4_matmul_dx.wgsl (LoRA slabs first, masked, then the base)
- * The dropout mask is never stored: it is a function of DropoutSpec (src/lora/dropout.ts), so forward and backward
- * of one micro-batch must get the same spec. Operand precision of the base product: `compute` (f16 where the
- * adapter has shader-f16, as bnb_4bit_compute_dtype float16: x and the dequantized weight are rounded to f16,
- * products accumulate in f32); the LoRA branch is f32 throughout (PEFT keeps LoRA weights in f32).
+ * The LoRA kernels are recorded by src/model/ops/lora.ts. The dropout mask is never stored: it is a function of
+ * DropoutSpec (src/lora/dropout.ts), so forward and backward of one micro-batch must get the same spec. Operand
+ * precision of the base product: `compute` (f16 where the adapter has shader-f16, as bnb_4bit_compute_dtype
+ * float16: x and the dequantized weight are rounded to f16, products accumulate in f32); the LoRA branch is f32
+ * throughout (PEFT keeps LoRA weights in f32).
  */
 import nf4Source from "../../../kernels/nf4_matmul.wgsl" with { type: "text" };
 import nf4DxSource from "../../../kernels/nf4_matmul_dx.wgsl" with { type: "text" };
 import nf4RegblockSource from "../../../kernels/nf4_matmul_regblock.wgsl" with { type: "text" };
 import nf4DxRegblockSource from "../../../kernels/nf4_matmul_dx_regblock.wgsl" with { type: "text" };
 import nf4MatvecSource from "../../../kernels/nf4_matvec.wgsl" with { type: "text" };
-import loraDownSource from "../../../kernels/lora_down.wgsl" with { type: "text" };
-import loraGradSource from "../../../kernels/lora_grad.wgsl" with { type: "text" };
-import loraUpSource from "../../../kernels/lora_up.wgsl" with { type: "text" };
 import type { BufferPool } from "../../gpu/buffers.ts";
 import { upload } from "../../gpu/buffers.ts";
 import type { Gpu } from "../../gpu/device.ts";
@@ -36,8 +34,11 @@ import { type KernelVariant, kernelVariant, SELECT } from "../../gpu/variants.ts
 import type { ParamSchema } from "../../gpu/params.ts";
 import { type Binding, foldGrid, type Recorder } from "../../gpu/recorder.ts";
 import { DYNAMIC_MAP, NF4_CODE } from "../../quant/nf4_tables.ts";
-import { DROPOUT_PARAMS, dropoutParams, type DropoutSpec } from "../../lora/dropout.ts";
+import { DROPOUT_PARAMS, dropoutParams } from "../../lora/dropout.ts";
 import type { LoraBranch } from "../../lora/params.ts";
+import { recordLoraDown, recordLoraGrad, recordLoraUp } from "./lora.ts";
+
+export { recordLoraDown, recordLoraGrad, recordLoraUp };
 
 /** The forward kernels' Params (nf4_matmul, its register-blocked and small-M variants: same semantics). */
 const NF4_FWD_PARAMS = {
@@ -81,39 +82,6 @@ const NF4_MATMUL_DX_REGBLOCK = defineKernel({
   file: "nf4_matmul_dx_regblock.wgsl",
   code: nf4DxRegblockSource,
   params: NF4_DX_PARAMS,
-});
-const LORA_DOWN = defineKernel({
-  file: "lora_down.wgsl",
-  code: loraDownSource,
-  params: { M: "u32", R: "u32", K: "u32", ldx: "u32", offX: "u32", alpha: "f32", ...DROPOUT_PARAMS },
-});
-const LORA_GRAD = defineKernel({
-  file: "lora_grad.wgsl",
-  code: loraGradSource,
-  params: {
-    M: "u32",
-    R: "u32",
-    C: "u32",
-    ldx: "u32",
-    offX: "u32",
-    alpha: "f32",
-    beta: "f32",
-    ...DROPOUT_PARAMS,
-  },
-});
-const LORA_UP = defineKernel({
-  file: "lora_up.wgsl",
-  code: loraUpSource,
-  params: {
-    M: "u32",
-    C: "u32",
-    R: "u32",
-    ldy: "u32",
-    offY: "u32",
-    alpha: "f32",
-    beta: "f32",
-    ...DROPOUT_PARAMS,
-  },
 });
 
 export type { DropoutSpec } from "../../lora/dropout.ts";
@@ -305,95 +273,6 @@ function kernel<S extends ParamSchema>(
   types = {},
 ): Kernel<S> {
   return getKernel(gpu, { ...spec, constants, types });
-}
-
-interface DownShape {
-  M: number;
-  R: number;
-  K: number;
-  ldx: number;
-  offX: number;
-  /** L stored [K, R] (lora_B) instead of [R, K] (lora_A). */
-  transL: boolean;
-  alpha: number;
-  dropout?: DropoutSpec | null;
-}
-
-/** U [M, R] = alpha · (mask ∘ X)·op(L)ᵀ (kernels/lora_down.wgsl). */
-export function recordLoraDown(rec: Recorder, X: Binding, L: Binding, U: Binding, s: DownShape): void {
-  const k = kernel(rec.gpu, LORA_DOWN, { TRANS_L: s.transL ? 1 : 0 });
-  rec.dispatch(
-    k,
-    [X, L, U],
-    { M: s.M, R: s.R, K: s.K, ldx: s.ldx, offX: s.offX, alpha: s.alpha, ...dropoutParams(s.dropout) },
-    [Math.ceil(s.R / 16), Math.ceil(s.M / 64)],
-  );
-}
-
-interface GradShape {
-  M: number;
-  R: number;
-  C: number;
-  ldx: number;
-  offX: number;
-  alpha: number;
-  accumulate: boolean;
-  /** Store G(j, c) at c*R + j ([C, R], lora_B's layout) instead of j*C + c. */
-  transOut: boolean;
-  dropout?: DropoutSpec | null;
-}
-
-/** G (+)= alpha · Lᵀ·(mask ∘ X) (kernels/lora_grad.wgsl). */
-export function recordLoraGrad(rec: Recorder, L: Binding, X: Binding, G: Binding, s: GradShape): void {
-  const k = kernel(rec.gpu, LORA_GRAD, { TRANS_OUT: s.transOut ? 1 : 0 });
-  rec.dispatch(
-    k,
-    [L, X, G],
-    {
-      M: s.M,
-      R: s.R,
-      C: s.C,
-      ldx: s.ldx,
-      offX: s.offX,
-      alpha: s.alpha,
-      beta: s.accumulate ? 1 : 0,
-      ...dropoutParams(s.dropout),
-    },
-    [Math.ceil(s.C / 64), Math.ceil(s.R / 16)],
-  );
-}
-
-interface UpShape {
-  M: number;
-  C: number;
-  R: number;
-  ldy: number;
-  offY: number;
-  /** L stored [R, C] (lora_A) instead of [C, R] (lora_B). */
-  transL: boolean;
-  alpha: number;
-  accumulate: boolean;
-  dropout?: DropoutSpec | null;
-}
-
-/** Y (+)= alpha · mask ∘ (U·op(L)) (kernels/lora_up.wgsl), the dense-weight path. */
-export function recordLoraUp(rec: Recorder, U: Binding, L: Binding, Y: Binding, s: UpShape): void {
-  const k = kernel(rec.gpu, LORA_UP, { TRANS_L: s.transL ? 1 : 0 });
-  rec.dispatch(
-    k,
-    [U, L, Y],
-    {
-      M: s.M,
-      C: s.C,
-      R: s.R,
-      ldy: s.ldy,
-      offY: s.offY,
-      alpha: s.alpha,
-      beta: s.accumulate ? 1 : 0,
-      ...dropoutParams(s.dropout),
-    },
-    [Math.ceil(s.C / 64), Math.ceil(s.M / 4)],
-  );
 }
 
 function checkShape(w: LinearWeight, s: LinearShape, lora: LoraBranch | null | undefined): void {
