@@ -3,13 +3,13 @@
  * letting a run crawl for hours:
  *   - a software OpenGL adapter (llvmpipe through wgpu's GL backend: what a fresh Debian machine without a
  *     Vulkan ICD gives Deno) is refused outright: the same CPU runs our kernels far faster through lavapipe;
- *   - a calibration dispatch (kernels/calibrate.wgsl: a fixed number of f32 FMAs) that runs absurdly slowly
+ *   - a calibration dispatch (kernels/calibrate.wgsl through src/gpu/ops/calibrate.ts: a fixed number of f32
+ *     FMAs) that runs absurdly slowly
  *     refuses any other adapter.
  * MAIEUTIC_ALLOW_SLOW_ADAPTER=1 opens it anyway (the kernels are correct there, only slow).
  */
-import calibrateSource from "../../kernels/calibrate.wgsl" with { type: "text" };
 import type { Gpu } from "./device.ts";
-import { defineKernel, getKernel } from "./kernel.ts";
+import { recordCalibration } from "./ops/calibrate.ts";
 import { Recorder } from "./recorder.ts";
 import { readF32 } from "./readback.ts";
 
@@ -51,37 +51,6 @@ export function refusalReason(
       "OpenGL adapter runs compute hundreds of times slower than the same CPU through Vulkan (lavapipe).";
   }
   return null;
-}
-
-const CALIBRATE = defineKernel({
-  file: "calibrate.wgsl",
-  code: calibrateSource,
-  params: { iters: "u32", n: "u32" },
-});
-
-/** Records kernels/calibrate.wgsl over `n` invocations (rounded up to whole workgroups of 64) into `out`. */
-export function recordCalibration(rec: Recorder, out: GPUBuffer, iters: number, n: number): void {
-  const kernel = getKernel(rec.gpu, CALIBRATE);
-  rec.dispatch(kernel, [out], { iters, n }, Math.ceil(n / 64));
-}
-
-/**
- * CPU reference (float64) of kernels/calibrate.wgsl: every workgroup of 64 lanes in lockstep, the neighbour
- * mix read after the barrier. Lanes at or past `n` still run (they feed their neighbours) but write nothing.
- */
-export function calibrationRef(n: number, iters: number): Float64Array {
-  const groups = Math.ceil(n / 64);
-  const out = new Float64Array(n);
-  const m = [0.999, 0.998, 0.997, 0.996], c = [1e-3, 2e-3, 3e-3, 4e-3];
-  for (let g = 0; g < groups; g++) {
-    let a = Array.from({ length: 64 }, (_, li) => [(g * 64 + li) * 1e-6, 0.25, 0.5, 0.75]);
-    for (let k = 0; k < iters; k++) {
-      for (const v of a) for (let j = 0; j < 16; j++) for (let q = 0; q < 4; q++) v[q] = v[q] * m[q] + c[q];
-      a = a.map((v, li) => v.map((x, q) => 0.5 * (x + a[(li + 1) % 64][q])));
-    }
-    for (let li = 0; li < 64 && g * 64 + li < n; li++) out[g * 64 + li] = a[li].reduce((s, x) => s + x, 0);
-  }
-  return out;
 }
 
 /** Runs the calibration dispatch (once warm, once timed); GFLOP/s by the wall clock. */
