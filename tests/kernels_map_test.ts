@@ -1,7 +1,7 @@
 // kernels/README.md is the map kernel -> wrapper -> CPU reference -> test: every .wgsl under kernels/ must have a
 // row, every row must name a kernel that exists, and every repository path the map names must exist.
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const KERNELS = join(ROOT, "kernels");
@@ -58,4 +58,40 @@ Deno.test("every row of kernels/README.md names a wrapper, a reference and a tes
     }
   });
   assert.deepEqual([...new Set(missing)], [], "paths named in kernels/README.md that do not exist");
+});
+
+/** The repository paths of the modules a file imports (relative specifiers only). */
+function importsOf(path: string): string[] {
+  const text = Deno.readTextFileSync(join(ROOT, path));
+  return [...text.matchAll(/from "(\.[^"]+\.ts)"/g)].map((m) =>
+    relative(ROOT, join(ROOT, dirname(path), m[1]))
+  );
+}
+
+Deno.test("every kernel's wrapper imports it and declares its Params; its test reaches the wrapper", () => {
+  for (const r of rows) {
+    const wrapper = r.cells[1].match(/`(src\/[^`]+\.ts)`/)![1];
+    const src = Deno.readTextFileSync(join(ROOT, wrapper));
+    assert.ok(src.includes(`kernels/${r.kernel}"`), `${r.kernel}: ${wrapper} does not import it`);
+    const wgsl = Deno.readTextFileSync(join(KERNELS, r.kernel));
+    assert.doesNotMatch(
+      wgsl,
+      /^\s*struct\s+Params\b/m,
+      `${r.kernel}: declares struct Params (declare it in ${wrapper})`,
+    );
+    if (!r.kernel.startsWith("lib/") && /var<uniform>\s+p\s*:\s*Params/.test(wgsl)) {
+      assert.match(
+        src,
+        new RegExp(`file: "${r.kernel}"[^}]*params:`),
+        `${r.kernel}: ${wrapper} declares no params`,
+      );
+    }
+    if (r.kernel.startsWith("lib/")) continue; // libraries are reached through the kernels that include them
+    // The test imports the wrapper, or a module that does (the LoRA kernels are tested through the projection).
+    const test = r.cells[3].match(/`(tests\/[^`]+_test\.ts)`/)![1];
+    const direct = importsOf(test);
+    const reached = direct.includes(wrapper) ||
+      direct.some((m) => m.startsWith("src/") && importsOf(m).includes(wrapper));
+    assert.ok(reached, `${r.kernel}: ${test} does not reach ${wrapper}`);
+  }
 });
