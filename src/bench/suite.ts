@@ -7,7 +7,8 @@ import type { Config } from "../config/schema.ts";
 import { BufferPool } from "../gpu/buffers.ts";
 import { type Gpu, RELIED_LIMITS, WANTED_FEATURES } from "../gpu/device.ts";
 import { libraryVariants } from "../gpu/kernel.ts";
-import { kernelsFromEnv, kernelVariant } from "../gpu/ops/matmul.ts";
+import { kernelVariant } from "../gpu/ops/matmul.ts";
+import { kernelChoice } from "../gpu/variants.ts";
 import { GEMMA2_2B_RANDOM } from "../hub/model_name.ts";
 import { GEMMA2_2B } from "../config/gemma2.ts";
 import type { Gemma2Config } from "../config/gemma2.ts";
@@ -184,7 +185,7 @@ export async function machineInfo(gpu: Gpu): Promise<Record<string, unknown>> {
     // The matmul kernel family the engine uses here (src/gpu/ops/matmul.ts kernelVariant): by adapter, or
     // MAIEUTIC_KERNELS=tiled|regblock.
     kernels: kernelVariant(gpu),
-    kernels_from: kernelsFromEnv() ? "MAIEUTIC_KERNELS" : "adapter",
+    kernels_from: kernelChoice(gpu).familyFrom,
     // The variant of each `// #include` library (src/gpu/kernel.ts): subgroup operations when the device has
     // them, else the fallbacks; MAIEUTIC_SUBGROUPS=0 forces the fallbacks.
     libraries: libraryVariants(gpu),
