@@ -29,6 +29,7 @@ import { recordAdamW, recordClip, recordSnapshot } from "../train/optimizer.ts";
 import { GpuTrainEngine } from "../train/step_engine.ts";
 import type { TrainBatch } from "../train/loop.ts";
 import type { GpuTimer } from "./timing.ts";
+import { mulberry32 } from "../util/random.ts";
 
 // ---- kernel families ----
 
@@ -367,11 +368,8 @@ export async function countGpuCalls<T>(
 
 function syntheticBatch(B: number, T: number, V: number, seed: number): TrainBatch {
   const ids = new Int32Array(B * T);
-  let h = seed >>> 0;
-  for (let i = 0; i < ids.length; i++) {
-    h = (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-    ids[i] = 3 + (h % (V - 3));
-  }
+  const rand = mulberry32(seed);
+  for (let i = 0; i < ids.length; i++) ids[i] = 3 + Math.floor(rand() * (V - 3));
   return {
     inputIds: ids,
     labels: ids.slice(),

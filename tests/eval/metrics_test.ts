@@ -21,6 +21,7 @@ import {
 } from "../../src/eval/metrics.ts";
 import { isPolite, isQuestion, scriptMix, splitSentences } from "../../src/eval/japanese.ts";
 import { EVAL_METRICS } from "../../src/report/metrics_csv.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 
 type Ctx = EvalSample["context"];
 const user = (content: string): Ctx[number] => ({ role: "user", content });
@@ -274,16 +275,6 @@ Deno.test("aggregates: the eval_* figures are means and shares; no replies give 
   for (const v of Object.values(scoreSamples([]))) assert.equal(v, 0);
 });
 
-function rng(seed: number) {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(t ^ (t >>> 15), t | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 Deno.test("range: every figure stays in [0,1] on random mixtures of Japanese, Latin, digits and punctuation", () => {
   const pool = [..."あいうかきでしょうますか？?!！。、「」『』…公平勇気本当カタカナABCxyz 123\n"];
   const pieces = [
@@ -298,7 +289,7 @@ Deno.test("range: every figure stays in [0,1] on random mixtures of Japanese, La
     "ね。",
     "?",
   ];
-  const r = rng(7);
+  const r = mulberry32(7);
   const text = () => {
     let t = "";
     const n = Math.floor(r() * 40);
