@@ -25,7 +25,8 @@ import { buildWeights, type ModelWeights, randomWeights } from "../model/weights
 import { linearPassFlops } from "../model/ops/linear.ts";
 import { matmulFlops } from "../gpu/ops/matmul.ts";
 import type { HostTensor } from "../quant/store.ts";
-import { recordAdamW, recordClip, recordSnapshot } from "../train/optimizer.ts";
+import { recordSnapshot } from "../train/optimizer.ts";
+import { recordAdamW, recordClip } from "../gpu/ops/adamw.ts";
 import { GpuTrainEngine } from "../train/step_engine.ts";
 import type { TrainBatch } from "../train/loop.ts";
 import type { GpuTimer } from "./timing.ts";

@@ -18,7 +18,7 @@
 import type { TrainingConfig } from "../config/schema.ts";
 import { lrAtStep, type StepPlan } from "./schedule.ts";
 import type { LogEntry, TrainerState } from "./state.ts";
-import type { AdamWHyper } from "./optimizer.ts";
+import type { AdamWHyper } from "../gpu/ops/adamw.ts";
 import type { EvalResult } from "../eval/loss.ts";
 
 export interface TrainBatch {

@@ -10,15 +10,8 @@ import { Recorder } from "../gpu/recorder.ts";
 import { checkKernels } from "../gpu/kernel.ts";
 import { waitGpu } from "../gpu/device.ts";
 import type { TrainBatch, TrainEngine } from "./loop.ts";
-import {
-  type AdamWHyper,
-  allocOptimizer,
-  type OptimizerState,
-  recordAdamW,
-  recordClip,
-  recordRestore,
-  recordSnapshot,
-} from "./optimizer.ts";
+import { allocOptimizer, type OptimizerState, recordRestore, recordSnapshot } from "./optimizer.ts";
+import { type AdamWHyper, recordAdamW, recordClip } from "../gpu/ops/adamw.ts";
 
 export class GpuTrainEngine implements TrainEngine {
   /** [loss sum, target count, grad norm, clip factor] of the last optimizer step, mappable. */

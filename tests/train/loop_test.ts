@@ -8,7 +8,7 @@ import {
 } from "../../src/train/loop.ts";
 import { planSteps } from "../../src/train/schedule.ts";
 import { TrainingSchema } from "../../src/config/schema.ts";
-import type { AdamWHyper } from "../../src/train/optimizer.ts";
+import type { AdamWHyper } from "../../src/gpu/ops/adamw.ts";
 import { tokenBatch } from "./loop_fakes.ts";
 
 /** Records what the loop asks for; the "loss" of a micro-batch is its id per target token. */

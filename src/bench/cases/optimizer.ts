@@ -4,7 +4,7 @@
  */
 import { createBuffer } from "../../gpu/buffers.ts";
 import { loraLayout } from "../../lora/params.ts";
-import { NORM_PARTIALS, type OptimizerBuffers, recordAdamW, recordClip } from "../../train/optimizer.ts";
+import { NORM_PARTIALS, type OptimizerBuffers, recordAdamW, recordClip } from "../../gpu/ops/adamw.ts";
 import type { CaseContext, KernelCase } from "./context.ts";
 
 export function optimizerCases(x: CaseContext): KernelCase[] {

@@ -2,7 +2,7 @@ import { readSafetensorsFile } from "../../src/safetensors/read_file.ts";
 import { upload } from "../../src/gpu/buffers.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { readF32 } from "../../src/gpu/readback.ts";
-import { NORM_PARTIALS, type OptimizerBuffers, recordAdamW, recordClip } from "../../src/train/optimizer.ts";
+import { NORM_PARTIALS, type OptimizerBuffers, recordAdamW, recordClip } from "../../src/gpu/ops/adamw.ts";
 import { assertClose, testGpu, testReductions } from "../helpers/gpu.ts";
 
 const { tensors } = await readSafetensorsFile(
