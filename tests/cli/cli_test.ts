@@ -1,4 +1,5 @@
 // The CLI as a user runs it: exit codes and messages.
+import { COMMANDS } from "../../src/cli/commands.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -25,7 +26,7 @@ Deno.test("unknown subcommand and unknown flag exit 2 with a usage line", async 
 });
 
 Deno.test("every subcommand has --help", async () => {
-  for (const c of ["train", "eval", "serve", "bench", "quantize", "merge", "info", "report"]) {
+  for (const c of Object.keys(COMMANDS)) {
     const r = await cli(c, "--help");
     if (r.code !== 0 || !r.out.includes(`maieutic ${c}`)) {
       throw new Error(`${c} --help: exit ${r.code} ${r.out}${r.err}`);
