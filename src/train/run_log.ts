@@ -143,10 +143,18 @@ export class RunLog {
     }
     if (entry.eval_loss !== undefined) {
       this.progress.done();
+      // The headline Socratic figure and the failure a researcher watches first, when replies were generated.
+      const e = entry as Record<string, number | undefined>;
+      const socratic = e.eval_socratic_score === undefined
+        ? ""
+        : `, socratic ${e.eval_socratic_score.toFixed(3)}` +
+          (e.eval_degenerate_rate === undefined
+            ? ""
+            : ` (degenerate ${(100 * e.eval_degenerate_rate).toFixed(0)}%)`);
       console.log(
         `eval @ step ${entry.step}: eval_loss ${entry.eval_loss.toFixed(4)}, perplexity ${
           entry.eval_perplexity?.toFixed(2)
-        }`,
+        }${socratic}`,
       );
       return;
     }
