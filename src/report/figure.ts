@@ -87,7 +87,9 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   // Panel domains in paper coordinates: loss and Socratic scores on top, the optimizer panels below.
   const panels = {
     loss: { n: 1, x: [0, 0.47], y: [0.57, 1] },
-    score: { n: 2, x: [0.56, 0.84], y: [0.57, 1] },
+    score: { n: 2, x: [0.56, 0.84], y: [0.8, 1] },
+    // The failures counted apart (docs/socratic_metrics.md), so a researcher sees which one grows.
+    fail: { n: 6, x: [0.56, 0.84], y: [0.57, 0.73] },
     lr: { n: 3, x: [0, 0.27], y: [0, 0.4] },
     gnorm: { n: 4, x: [0.365, 0.635], y: [0, 0.4] },
     tps: { n: 5, x: [0.73, 1], y: [0, 0.4] },
@@ -166,6 +168,16 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   for (const [col, name, color, dash, symbol] of scores) {
     line(panels.score, col, name, { color, dash, symbol, sparse: true }, "legend2");
   }
+  const failures: [string, string, string, string, string][] = [
+    ["eval_degenerate_rate", "degenerate", "#d0342c", "solid", "x"],
+    ["eval_telling_rate", "telling", "#e07b00", "dash", "diamond"],
+    ["eval_closed_question_rate", "closed question", "#1f5fa8", "dot", "circle"],
+    ["eval_leading_question_rate", "leading question", "#7b3fb0", "dashdot", "triangle-up"],
+    ["eval_cut_off_rate", "cut off", "#555555", "longdash", "square"],
+  ];
+  for (const [col, name, color, dash, symbol] of failures) {
+    line(panels.fail, col, name, { color, dash, symbol, sparse: true }, "legend3");
+  }
 
   // 3-5. Optimizer and throughput panels.
   line(panels.lr, "learning_rate", "learning rate", { color: "#1f5fa8" });
@@ -195,6 +207,7 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   const heads: [Panel, string][] = [
     [panels.loss, `Loss · 損失${logLoss ? " (log scale)" : ""}`],
     [panels.score, "Socratic scores · ソクラテス的指標 (0–1)"],
+    [panels.fail, "Socratic failures · 失敗の割合 (share, lower is better)"],
     [panels.lr, "Learning rate · 学習率"],
     [panels.gnorm, "Gradient norm (pre-clip) · 勾配ノルム"],
     [panels.tps, "Throughput · 処理速度"],
@@ -226,6 +239,14 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
       bgcolor: "rgba(255,255,255,0)",
       title: { text: "eval (generation)" },
     },
+    legend3: {
+      x: panels.fail.x[1] + 0.012,
+      xanchor: "left",
+      y: panels.fail.y[1],
+      yanchor: "top",
+      bgcolor: "rgba(255,255,255,0)",
+      title: { text: "failure rates" },
+    },
     shapes: [] as PlotlyObject[],
   };
 
@@ -233,13 +254,14 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
     const y: PlotlyObject = {};
     // Log ticks labelled with their values (Plotly's default labels minor ticks with a bare digit).
     if (p.n === 1 && logLoss) Object.assign(y, { type: "log", dtick: "D2", tickformat: ".2~g" });
-    if (p.n === 2) y.range = [-0.03, 1.03];
+    if (p.n === 2 || p.n === 6) y.range = [-0.03, 1.03];
     if (p.n === 3) Object.assign(y, { exponentformat: "power", showexponent: "all", rangemode: "tozero" });
     if (p.n === 4 || p.n === 5) y.rangemode = "tozero";
     addPanel(layout, p, head, {
       empty: !filled.has(p.n),
       emptyText: "no data yet · データなし",
-      xaxis: p.n === 1 ? {} : { matches: "x" },
+      // The Socratic panels share their steps: the upper one leaves its axis title to the lower one.
+      xaxis: p.n === 1 ? {} : { matches: "x", ...(p.n === 2 ? { title: { text: "" } } : {}) },
       yaxis: y,
     });
   }

@@ -78,7 +78,11 @@ Deno.test("report: a synthetic 30-row run renders a valid, non-blank PNG of the 
   try {
     const r = await renderReport(dir, { inProcess: true, width: 1200, height: 800 });
     assert.equal(r.rows, 36);
-    assert.equal(r.traces, 10, "train loss, eval loss, 5 Socratic scores, lr, grad norm, tokens/s");
+    assert.equal(
+      r.traces,
+      15,
+      "train loss, eval loss, 5 Socratic scores, 5 failure rates, lr, grad norm, tokens/s",
+    );
     const png = await Deno.readFile(join(dir, "logs", "metrics_plot.png"));
     assert.ok(hasPngSignature(png));
     const img = decodePng(png);
@@ -101,7 +105,7 @@ Deno.test("report: the SVG stage holds every trace; titles and tick labels do no
     const fig = figureFor(csvText(syntheticRows(n, Math.max(1, Math.round(n / 6)))), width, height);
     const r = await renderFigure(fig);
     assert.equal(r.traces, fig.data.length);
-    assert.equal(countTraces(r.svg), n > 100 ? 11 : 10, "long runs add the smoothed train loss");
+    assert.equal(countTraces(r.svg), n > 100 ? 16 : 15, "long runs add the smoothed train loss");
     assert.ok(r.svg.includes("Loss · 損失") && r.svg.includes(MODEL));
     const boxes = await textBoxes(r.svg);
     assert.ok(boxes.length > 40, `only ${boxes.length} labels`);
@@ -197,7 +201,7 @@ Deno.test("report: the HTML embeds plotly and the data, loads nothing external, 
       win.document.write(html);
       await win.happyDOM.waitUntilComplete();
       const gd = win.document.getElementById("plot") as unknown as { data?: unknown[] };
-      assert.equal(gd.data?.length, 10);
+      assert.equal(gd.data?.length, 15);
       assert.ok(win.document.querySelectorAll(".main-svg").length > 0);
     } finally {
       await win.happyDOM.close();
