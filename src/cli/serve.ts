@@ -9,6 +9,7 @@ import { DEFAULT_CONNECTION_LIMITS } from "../serve/http1.ts";
 import { DEFAULT_MAX_JOBS, DEFAULT_MAX_REPORT_BYTES, EvalServer } from "../serve/server.ts";
 import { DEFAULT_KEEP_DAYS } from "../serve/store.ts";
 import { chooseBackend } from "../gpu/backend.ts";
+import { isSoftwareAdapter } from "../gpu/device.ts";
 
 const USAGE =
   "maieutic serve [--port 8787] [--hostname 127.0.0.1] [--data-root DIR]... [--adapter-root DIR] " +
@@ -101,14 +102,12 @@ async function adapterInfo(): Promise<unknown> {
       await navigator.gpu.requestAdapter();
     if (!a) return null;
     const i = a.info;
-    const software = Boolean((i as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
-      /llvmpipe|lavapipe|swiftshader|warp|software/i.test(i.description ?? "");
     return {
       vendor: i.vendor,
       architecture: i.architecture,
       device: i.device,
       description: i.description,
-      software,
+      software: isSoftwareAdapter(i),
       backend: choice.backend,
     };
   } catch {

@@ -2,8 +2,8 @@
  * Which wgpu backend the process opens: Vulkan, Metal or DX12 before OpenGL.
  *
  * Why it matters: a fresh Debian machine has Mesa's GL driver but no Vulkan ICD, and Deno's WebGPU then finds
- * llvmpipe through wgpu's GL backend: no shader-f16, no subgroups, and compute hundreds of times slower than
- * the same CPU through lavapipe's Vulkan. Deno creates its wgpu instance once per isolate, on the first
+ * llvmpipe through wgpu's GL backend: no shader-f16, no subgroups, and a driver that stalls for minutes
+ * compiling our kernels where the same CPU through lavapipe's Vulkan trains the try-out in under a minute. Deno creates its wgpu instance once per isolate, on the first
  * requestAdapter, with the backends named by DENO_WEBGPU_BACKEND (a comma list; unset = all), and does not
  * expose which backend an adapter came from. So each candidate is probed in a short-lived Worker (its own
  * isolate, so its own instance), in order of preference, and the main isolate is then pinned to the first

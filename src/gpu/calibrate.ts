@@ -2,10 +2,11 @@
  * Is this adapter usable? Two checks when the device opens (getGpu), each refusing with the fix instead of
  * letting a run crawl for hours:
  *   - a software OpenGL adapter (llvmpipe through wgpu's GL backend: what a fresh Debian machine without a
- *     Vulkan ICD gives Deno) is refused outright: the same CPU runs our kernels far faster through lavapipe;
- *   - a calibration dispatch (kernels/calibrate.wgsl through src/gpu/ops/calibrate.ts: a fixed number of f32
- *     FMAs) that runs absurdly slowly
- *     refuses any other adapter.
+ *     Vulkan ICD gives Deno) is refused outright. Measured: plain arithmetic runs there as fast as on
+ *     lavapipe, but its driver blocks the thread for minutes compiling our kernels (a forced try-out had not
+ *     reached its first step after 150 s), which no timing or watchdog in this thread can catch;
+ *   - a calibration dispatch (kernels/calibrate.wgsl through src/gpu/ops/calibrate.ts: f32 FMAs with
+ *     workgroup barriers) that runs absurdly slowly refuses any other adapter.
  * MAIEUTIC_ALLOW_SLOW_ADAPTER=1 opens it anyway (the kernels are correct there, only slow).
  */
 import type { Gpu } from "./device.ts";
@@ -47,8 +48,9 @@ export function refusalReason(
   a: { backend: string | null; isSoftware: boolean; description: string },
 ): string | null {
   if (a.backend === "gl" && a.isSoftware) {
-    return `The WebGPU adapter is ${a.description || "a software renderer"} through OpenGL: a software ` +
-      "OpenGL adapter runs compute hundreds of times slower than the same CPU through Vulkan (lavapipe).";
+    return `The WebGPU adapter is ${a.description || "a software renderer"} through OpenGL: it has no ` +
+      "shader-f16 or subgroups, and its driver stalls for minutes compiling our kernels, where the same CPU " +
+      "through Vulkan (lavapipe) trains the try-out in under a minute.";
   }
   return null;
 }

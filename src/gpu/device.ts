@@ -69,6 +69,12 @@ export interface Gpu {
 
 let handle: Promise<Gpu> | undefined;
 
+/** lavapipe / llvmpipe / SwiftShader / WARP: a CPU implementation, by the adapter's own word or its name. */
+export function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
+  return Boolean((info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+    /llvmpipe|lavapipe|swiftshader|warp|software/i.test(info.description ?? "");
+}
+
 /** MAIEUTIC_F16: "0" (never use shader-f16: the f32 kernels, as on GL adapters), "1" (require it), or undefined. */
 export function f16FromEnv(): "0" | "1" | undefined {
   let v: string | undefined;
@@ -199,8 +205,7 @@ async function openGpu(): Promise<Gpu> {
   });
   const ai = adapter.info;
   const description = ai.description ?? "";
-  const isSoftware = Boolean((ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
-    /llvmpipe|lavapipe|swiftshader|warp|software/i.test(description);
+  const isSoftware = isSoftwareAdapter(ai);
   return {
     device,
     info: { vendor: ai.vendor, architecture: ai.architecture, device: ai.device, description },
