@@ -157,26 +157,29 @@ export function buildFigure(rows: MetricsRow[], meta: FigureMeta): Figure {
   const lossMax = lossValues.reduce((m, v) => Math.max(m, v), -Infinity);
   const logLoss = lossValues.length > 1 && lossMin > 0 && lossMax / lossMin >= 10;
 
-  // 2. Socratic quality scores (0-1), distinguishable without colour: dash + marker symbol.
-  const scores: [string, string, string, string, string][] = [
-    ["eval_socratic_question_rate", "question rate", "#2a9d3a", "solid", "circle"],
-    ["eval_socratic_score", "Socratic score", "#7b3fb0", "dash", "square"],
-    ["eval_style_consistency", "style consistency", "#e07b00", "dot", "diamond"],
-    ["eval_dialogue_flow", "dialogue flow", "#138d9c", "dashdot", "triangle-up"],
-    ["eval_response_consistency", "response consistency", "#8a5a2b", "longdash", "x"],
+  // 2. Socratic quality scores and, below, the failures counted apart (all 0-1), distinguishable without
+  // colour: dash + marker symbol.
+  type Eval = [col: string, name: string, color: string, dash: string, symbol: string];
+  const evalPanels: [Panel, string, Eval[]][] = [
+    [panels.score, "legend2", [
+      ["eval_socratic_question_rate", "question rate", "#2a9d3a", "solid", "circle"],
+      ["eval_socratic_score", "Socratic score", "#7b3fb0", "dash", "square"],
+      ["eval_style_consistency", "style consistency", "#e07b00", "dot", "diamond"],
+      ["eval_dialogue_flow", "dialogue flow", "#138d9c", "dashdot", "triangle-up"],
+      ["eval_response_consistency", "response consistency", "#8a5a2b", "longdash", "x"],
+    ]],
+    [panels.fail, "legend3", [
+      ["eval_degenerate_rate", "degenerate", "#d0342c", "solid", "x"],
+      ["eval_telling_rate", "telling", "#e07b00", "dash", "diamond"],
+      ["eval_closed_question_rate", "closed question", "#1f5fa8", "dot", "circle"],
+      ["eval_leading_question_rate", "leading question", "#7b3fb0", "dashdot", "triangle-up"],
+      ["eval_cut_off_rate", "cut off", "#555555", "longdash", "square"],
+    ]],
   ];
-  for (const [col, name, color, dash, symbol] of scores) {
-    line(panels.score, col, name, { color, dash, symbol, sparse: true }, "legend2");
-  }
-  const failures: [string, string, string, string, string][] = [
-    ["eval_degenerate_rate", "degenerate", "#d0342c", "solid", "x"],
-    ["eval_telling_rate", "telling", "#e07b00", "dash", "diamond"],
-    ["eval_closed_question_rate", "closed question", "#1f5fa8", "dot", "circle"],
-    ["eval_leading_question_rate", "leading question", "#7b3fb0", "dashdot", "triangle-up"],
-    ["eval_cut_off_rate", "cut off", "#555555", "longdash", "square"],
-  ];
-  for (const [col, name, color, dash, symbol] of failures) {
-    line(panels.fail, col, name, { color, dash, symbol, sparse: true }, "legend3");
+  for (const [panel, legend, lines] of evalPanels) {
+    for (const [col, name, color, dash, symbol] of lines) {
+      line(panel, col, name, { color, dash, symbol, sparse: true }, legend);
+    }
   }
 
   // 3-5. Optimizer and throughput panels.
